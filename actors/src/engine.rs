@@ -1,0 +1,220 @@
+//! The engine: starts one router and its workers per (stream, pool) under
+//! supervisors, spread over one arbiter per core, and drains them at shutdown.
+//!
+//! Must be started from inside a running actix `System`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use redis::aio::ConnectionManager;
+
+use crate::catalog::Catalog;
+use crate::health::Health;
+use crate::hooks::Hooks;
+use crate::keys::Keys;
+use crate::pool::{Pool, StartFrom};
+use crate::redis_io;
+use crate::router::{Drain, Route, Router};
+use crate::stats::RouteStats;
+use crate::worker::Worker;
+
+/// Process-wide settings of the engine.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Key names (prefix).
+    pub keys: Keys,
+    /// This process's consumer name prefix, `<host>-<pid>`; each router appends
+    /// `-<n>`.
+    pub consumer_prefix: String,
+    /// Arbiter threads to spread actors over (one per core).
+    pub arbiters: usize,
+    /// Approximate length cap of each dead-letter stream (0: none).
+    pub dlq_maxlen: u64,
+}
+
+impl EngineConfig {
+    /// Defaults for this process: no prefix, `<host>-<pid>`, one arbiter per core.
+    pub fn for_this_process() -> Self {
+        EngineConfig {
+            keys: Keys::default(),
+            consumer_prefix: format!("{}-{}", hostname(), std::process::id()),
+            arbiters: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2),
+            dlq_maxlen: 1_000_000,
+        }
+    }
+}
+
+/// This machine's host name, for consumer names an operator can read.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "host".into())
+}
+
+/// Why the engine did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// A pool's options are inconsistent.
+    #[error("pool `{pool}`: {message}")]
+    Config {
+        /// The pool.
+        pool: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// Redis refused to create a consumer group.
+    #[error("cannot create consumer group `{group}` on `{stream}`: {source}")]
+    Group {
+        /// The stream key.
+        stream: String,
+        /// The group.
+        group: String,
+        /// What Redis said.
+        source: redis::RedisError,
+    },
+}
+
+/// One running router, as reported.
+#[derive(Clone)]
+pub struct RouteInfo {
+    /// The stream (without prefix).
+    pub stream: String,
+    /// The consumer group.
+    pub group: String,
+    /// This process's consumer name in the group.
+    pub consumer: String,
+    /// The event types it handles (`*` for all).
+    pub types: Vec<String>,
+    /// Its counters.
+    pub stats: Arc<RouteStats>,
+}
+
+/// The running engine.
+pub struct Engine {
+    routers: Vec<Addr<Router>>,
+    routes: Vec<RouteInfo>,
+    arbiters: Vec<Arbiter>,
+    health: Health,
+}
+
+impl Engine {
+    /// Creates every group that is missing and starts every router and worker.
+    pub async fn start(
+        client: redis::Client,
+        shared: ConnectionManager,
+        catalog: Arc<Catalog>,
+        config: EngineConfig,
+        pools: Vec<Pool>,
+        health: Health,
+        hooks: Hooks,
+    ) -> Result<Engine, EngineError> {
+        for pool in &pools {
+            pool.options.validate().map_err(|message| EngineError::Config {
+                pool: pool.name.clone(),
+                message,
+            })?;
+        }
+        let arbiters: Vec<Arbiter> = (0..config.arbiters.max(1)).map(|_| Arbiter::new()).collect();
+        let mut routers = Vec::new();
+        let mut routes = Vec::new();
+        let mut n = 0usize;
+        for pool in pools {
+            for stream in pool.streams() {
+                let key = config.keys.stream(stream);
+                let mut conn = shared.clone();
+                let from_start = pool.options.start_from == StartFrom::Beginning;
+                redis_io::ensure_group(&mut conn, &key, &pool.name, from_start)
+                    .await
+                    .map_err(|source| EngineError::Group {
+                        stream: key.clone(),
+                        group: pool.name.clone(),
+                        source,
+                    })?;
+                let consumer = format!("{}-{n}", config.consumer_prefix);
+                let o = &pool.options;
+                let workers: Vec<Addr<Worker>> = (0..o.workers)
+                    .map(|i| {
+                        let part = format!("worker:{stream}/{}/{i}", pool.name);
+                        let (health, hooks) = (health.clone(), hooks.clone());
+                        let (max, window, cooldown) = (
+                            o.max_restarts,
+                            Duration::from_millis(o.restart_window_ms),
+                            Duration::from_millis(o.restart_cooldown_ms),
+                        );
+                        let arbiter = &arbiters[(n + 1 + i) % arbiters.len()];
+                        Supervisor::start_in_arbiter(&arbiter.handle(), move |_| {
+                            Worker::new(part, max, window, cooldown, health, hooks)
+                        })
+                    })
+                    .collect();
+                let stats = Arc::new(RouteStats::default());
+                let route = Arc::new(Route {
+                    stream: stream.to_owned(),
+                    dlq_key: config.keys.dlq(stream),
+                    retry_key: config.keys.retry(stream, &pool.name),
+                    key,
+                    group: pool.name.clone(),
+                    consumer: consumer.clone(),
+                    part: format!("router:{stream}/{}", pool.name),
+                    options: pool.options.clone(),
+                    handlers: pool.handlers.get(stream).cloned().unwrap_or_default(),
+                    fallback: pool.fallback.get(stream).cloned(),
+                    catalog: catalog.clone(),
+                    hooks: hooks.clone(),
+                    stats: stats.clone(),
+                    dlq_maxlen: config.dlq_maxlen,
+                });
+                routes.push(RouteInfo {
+                    stream: stream.to_owned(),
+                    group: pool.name.clone(),
+                    consumer,
+                    types: pool.types_on(stream).into_iter().map(String::from).collect(),
+                    stats,
+                });
+                let (client, shared, health) = (client.clone(), shared.clone(), health.clone());
+                let arbiter = &arbiters[n % arbiters.len()];
+                routers.push(Supervisor::start_in_arbiter(&arbiter.handle(), move |_| {
+                    Router::new(route, client, shared, workers, health)
+                }));
+                n += 1;
+            }
+        }
+        Ok(Engine {
+            routers,
+            routes,
+            arbiters,
+            health,
+        })
+    }
+
+    /// The routers running in this process.
+    pub fn routes(&self) -> &[RouteInfo] {
+        &self.routes
+    }
+
+    /// The health board the engine reports to.
+    pub fn health(&self) -> &Health {
+        &self.health
+    }
+
+    /// Stops reading everywhere and waits, at most `grace`, for in-flight work to
+    /// finish and be acked. True when everything drained in time; what did not
+    /// stays pending in Redis and is claimed by another consumer later.
+    pub async fn drain(&self, grace: Duration) -> bool {
+        let all = futures_util::future::join_all(self.routers.iter().map(|r| r.send(Drain)));
+        tokio::time::timeout(grace, all).await.is_ok()
+    }
+
+    /// Stops the arbiter threads. Call after [`Engine::drain`].
+    pub fn stop(self) {
+        for a in &self.arbiters {
+            a.stop();
+        }
+    }
+}

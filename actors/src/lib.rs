@@ -1,0 +1,55 @@
+//! # strategist-actors: the engine of the Collective Strategist event system
+//!
+//! Typed events on Redis Streams, consumed by supervised actix actors. The engine
+//! knows Redis Streams, the event envelope, routers, workers, supervision, retries and
+//! dead letters; it knows no business event. The application registers its event
+//! types in a [`Catalog`] and its handlers in [`Pool`]s, then starts an [`Engine`].
+//!
+//! # Layout
+//! - [`envelope`]: the event envelope and its flat wire fields.
+//! - [`catalog`]: event types, their streams, versions, payload checks, upcasters.
+//! - [`handler`]: handlers (plain async functions) and retryable/permanent errors.
+//! - [`pool`]: a consumer group with its handlers and options.
+//! - [`retry`]: the retry policy (delay per attempt).
+//! - [`publisher`]: validated publishing with retention.
+//! - [`engine`]: starts routers and workers under supervisors; drains them.
+//! - `router`, `worker`: the actors (private).
+//! - [`redis_io`]: group creation, reply parsing, Lua scripts (`scripts/*.lua`).
+//! - [`keys`]: key names; [`health`]: readiness board; [`hooks`]: dead-letter and
+//!   crash-loop hooks; [`stats`]: counters; [`budget`]: restart budget.
+//!
+//! # Delivery
+//! At least once. An entry is acked only after its handler succeeded or after it was
+//! moved to the dead letters in the same atomic step. Failed entries stay pending
+//! in Redis with their retry time in a sorted set beside the stream, so a retry
+//! survives a crash and its attempt count is Redis's delivery count.
+#![warn(missing_docs)]
+
+pub mod budget;
+pub mod catalog;
+pub mod engine;
+pub mod envelope;
+pub mod handler;
+pub mod health;
+pub mod hooks;
+pub mod keys;
+pub mod pool;
+pub mod publisher;
+pub mod redis_io;
+pub mod retry;
+mod router;
+pub mod stats;
+mod worker;
+
+pub use budget::RestartBudget;
+pub use catalog::{Catalog, CheckError, EventType};
+pub use engine::{Engine, EngineConfig, EngineError, RouteInfo};
+pub use envelope::{DecodeError, Envelope};
+pub use handler::{Event, Handler, HandlerError};
+pub use health::Health;
+pub use hooks::{DeadLetter, DeadLetterReason, Hooks};
+pub use keys::Keys;
+pub use pool::{Pool, PoolOptions, StartFrom};
+pub use publisher::{Published, PublishError, Publisher};
+pub use retry::{BackoffStrategy, RetryPolicy};
+pub use stats::{RouteStats, StatsSnapshot};

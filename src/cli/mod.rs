@@ -1,0 +1,6 @@
+//! The subcommands other than `serve`, one file each.
+
+pub mod bench;
+pub mod publish;
+pub mod schema;
+pub mod tail;

@@ -1,0 +1,365 @@
+//! Configuration: `config/default.toml` (compiled in), an optional file over it,
+//! then environment variables, into one typed [`Settings`].
+//!
+//! Invariant: every setting has its default in `config/default.toml`; the code holds
+//! no second copy of a default. A setting of the wrong type or an unknown pool key is
+//! an error naming the key, never a silent fallback.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Deserialize;
+use strategist_actors::PoolOptions;
+use toml::{Table, Value};
+
+/// The defaults, as shipped.
+pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+
+/// Why the configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A file is not valid TOML.
+    #[error("config file {path} is not valid TOML: {message}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// What the parser said.
+        message: String,
+    },
+    /// A value has the wrong type or range.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// All settings.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
+    /// Redis connection.
+    pub redis: RedisSettings,
+    /// The database.
+    pub database: DatabaseSettings,
+    /// HTTP server.
+    pub http: HttpSettings,
+    /// Token signing.
+    pub auth: AuthSettings,
+    /// Graceful shutdown.
+    pub shutdown: ShutdownSettings,
+    /// Engine-wide settings.
+    pub engine: EngineSettings,
+    /// Retention per stream (`defaults` for the rest).
+    pub streams: BTreeMap<String, StreamSettings>,
+    /// Raw pool tables; see [`Settings::pool`].
+    pools: BTreeMap<String, Table>,
+}
+
+/// `[redis]`
+#[derive(Debug, Clone, Deserialize)]
+pub struct RedisSettings {
+    /// The URL.
+    pub url: String,
+    /// Key prefix.
+    pub stream_prefix: String,
+    /// Connect timeout at start.
+    pub connect_timeout_ms: u64,
+    /// Command timeout on the shared connection.
+    pub response_timeout_ms: u64,
+}
+
+/// `[database]`
+#[derive(Debug, Clone, Deserialize)]
+pub struct DatabaseSettings {
+    /// The URL.
+    pub url: String,
+}
+
+/// `[http]`
+#[derive(Debug, Clone, Deserialize)]
+pub struct HttpSettings {
+    /// Listen address.
+    pub addr: String,
+}
+
+/// `[auth]`
+#[derive(Debug, Clone, Deserialize)]
+pub struct AuthSettings {
+    /// Signing secret; empty means none.
+    pub secret: String,
+}
+
+/// `[shutdown]`
+#[derive(Debug, Clone, Deserialize)]
+pub struct ShutdownSettings {
+    /// Grace period.
+    pub grace_ms: u64,
+}
+
+/// `[engine]`
+#[derive(Debug, Clone, Deserialize)]
+pub struct EngineSettings {
+    /// Arbiter threads (0: one per core).
+    pub arbiters: usize,
+    /// Dead-letter stream cap.
+    pub dlq_maxlen: u64,
+}
+
+/// `[streams.<name>]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamSettings {
+    /// Approximate maximum length.
+    pub maxlen: u64,
+}
+
+/// The design's worker scaling row of one pool.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScaleSettings {
+    /// Workers started.
+    pub min_workers: usize,
+    /// Most workers the scaler may run.
+    pub max_workers: usize,
+    /// `queue_length`, `cpu_usage` or `schedule`.
+    pub scale_metric: String,
+    /// Threshold of the metric.
+    pub scale_threshold: f64,
+}
+
+const SCALE_KEYS: [&str; 4] = ["min_workers", "max_workers", "scale_metric", "scale_threshold"];
+
+impl Settings {
+    /// Loads defaults, then `file` (if any), then the environment `env`.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Settings, ConfigError> {
+        let mut root = parse(DEFAULT_TOML, "config/default.toml")?;
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.display().to_string(),
+                source,
+            })?;
+            merge(&mut root, parse(&text, &path.display().to_string())?);
+        }
+        let env: Vec<(String, String)> = env.into_iter().collect();
+        for (k, v) in &env {
+            if let Some(path) = k.strip_prefix("STRATEGIST__") {
+                let segments: Vec<&str> = path.split("__").filter(|s| !s.is_empty()).collect();
+                set_path(&mut root, &segments, v)
+                    .map_err(|m| ConfigError::Invalid(format!("{k}={v}: {m}")))?;
+            }
+        }
+        let conventional = [
+            ("REDIS_URL", "redis.url"),
+            ("DATABASE_URL", "database.url"),
+            ("STRATEGIST_HTTP_ADDR", "http.addr"),
+            ("STRATEGIST_AUTH_SECRET", "auth.secret"),
+            ("STRATEGIST_STREAM_PREFIX", "redis.stream_prefix"),
+        ];
+        for (var, key) in conventional {
+            if let Some((_, v)) = env.iter().find(|(k, _)| k == var) {
+                let segments: Vec<&str> = key.split('.').collect();
+                root_insert(&mut root, &segments, Value::String(v.clone()));
+            }
+        }
+        let s: Settings = Value::Table(root)
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Invalid(e.message().to_owned()))?;
+        for name in s.pool_names() {
+            s.pool(&name)?;
+        }
+        Ok(s)
+    }
+
+    /// Loads from the process environment (`STRATEGIST_CONFIG` names a file when
+    /// `file` is `None`).
+    pub fn from_env(file: Option<&Path>) -> Result<Settings, ConfigError> {
+        let named = std::env::var_os("STRATEGIST_CONFIG").map(std::path::PathBuf::from);
+        Settings::load(file.or(named.as_deref()), std::env::vars())
+    }
+
+    /// The configured pool names (without `defaults`).
+    pub fn pool_names(&self) -> Vec<String> {
+        self.pools.keys().filter(|k| *k != "defaults").cloned().collect()
+    }
+
+    /// One pool's options (its table over `[pools.defaults]`) and scaling row.
+    pub fn pool(&self, name: &str) -> Result<(PoolOptions, ScaleSettings), ConfigError> {
+        let mut table = self.pools.get("defaults").cloned().unwrap_or_default();
+        let own = self.pools.get(name).cloned().unwrap_or_default();
+        merge(&mut table, own);
+        let mut scale = Table::new();
+        for k in SCALE_KEYS {
+            if let Some(v) = table.remove(k) {
+                scale.insert(k.to_owned(), v);
+            }
+        }
+        let invalid = |e: toml::de::Error| ConfigError::Invalid(format!("pools.{name}: {}", e.message()));
+        let scale: ScaleSettings = Value::Table(scale).try_into().map_err(invalid)?;
+        let mut options: PoolOptions = Value::Table(table).try_into().map_err(invalid)?;
+        options.workers = scale.min_workers;
+        if scale.max_workers < scale.min_workers {
+            return Err(ConfigError::Invalid(format!(
+                "pools.{name}: max_workers is below min_workers"
+            )));
+        }
+        options
+            .validate()
+            .map_err(|m| ConfigError::Invalid(format!("pools.{name}: {m}")))?;
+        Ok((options, scale))
+    }
+
+    /// The `MAXLEN ~` of a stream.
+    pub fn maxlen(&self, stream: &str) -> u64 {
+        self.streams
+            .get(stream)
+            .or_else(|| self.streams.get("defaults"))
+            .map(|s| s.maxlen)
+            .unwrap_or(0)
+    }
+}
+
+fn parse(text: &str, path: &str) -> Result<Table, ConfigError> {
+    text.parse::<Table>().map_err(|e| ConfigError::Parse {
+        path: path.to_owned(),
+        message: e.message().to_owned(),
+    })
+}
+
+/// Deep-merges `over` into `base`: tables merge, anything else replaces.
+fn merge(base: &mut Table, over: Table) {
+    for (k, v) in over {
+        match (base.get_mut(&k), v) {
+            (Some(Value::Table(b)), Value::Table(o)) => merge(b, o),
+            (_, v) => {
+                base.insert(k, v);
+            }
+        }
+    }
+}
+
+/// Sets `a.b.c` from an environment variable. Segments match existing keys without
+/// regard to case or to `-` versus `_`; the value is read as TOML when it parses as
+/// a number, boolean or array, else as a string. Where the key has a default, the
+/// value must have the default's type (checked here, so the error names the
+/// variable).
+fn set_path(root: &mut Table, segments: &[&str], raw: &str) -> Result<(), String> {
+    let value = format!("v = {raw}")
+        .parse::<Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .filter(|v| !v.is_str() && !v.is_table())
+        .unwrap_or_else(|| Value::String(raw.to_owned()));
+    let names: Vec<String> = segments.iter().map(|s| s.to_lowercase()).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    if let Some(existing) = lookup(root, &refs) {
+        let fits = match (existing, &value) {
+            (Value::Float(_), Value::Integer(_)) => true,
+            (a, b) => std::mem::discriminant(a) == std::mem::discriminant(b),
+        };
+        if !fits {
+            return Err(format!("expected {}", existing.type_str()));
+        }
+    }
+    root_insert(root, &refs, value);
+    Ok(())
+}
+
+fn norm(s: &str) -> String {
+    s.to_lowercase().replace('-', "_")
+}
+
+fn lookup<'a>(table: &'a Table, segments: &[&str]) -> Option<&'a Value> {
+    let (first, rest) = segments.split_first()?;
+    let v = table.iter().find(|(k, _)| norm(k) == norm(first))?.1;
+    match (rest.is_empty(), v) {
+        (true, v) => Some(v),
+        (false, Value::Table(t)) => lookup(t, rest),
+        _ => None,
+    }
+}
+
+fn root_insert(table: &mut Table, segments: &[&str], value: Value) {
+    let Some((first, rest)) = segments.split_first() else {
+        return;
+    };
+    let key = table
+        .keys()
+        .find(|k| norm(k) == norm(first))
+        .cloned()
+        .unwrap_or_else(|| (*first).to_owned());
+    if rest.is_empty() {
+        table.insert(key, value);
+        return;
+    }
+    let entry = table.entry(key).or_insert_with(|| Value::Table(Table::new()));
+    if !entry.is_table() {
+        *entry = Value::Table(Table::new());
+    }
+    if let Value::Table(t) = entry {
+        root_insert(t, rest, value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn defaults_load_and_match_the_design() {
+        let s = Settings::load(None, env(&[])).unwrap();
+        assert_eq!(s.redis.url, "redis://127.0.0.1:6379");
+        assert_eq!(s.http.addr, "127.0.0.1:8080");
+        let (o, scale) = s.pool("file-processor").unwrap();
+        assert_eq!((scale.min_workers, scale.max_workers), (2, 10));
+        assert_eq!(o.workers, 2);
+        assert_eq!(o.retry, strategist_actors::RetryPolicy::default());
+        for p in ["file-processor", "embedding-generator", "content-generator", "market-monitor"] {
+            assert!(s.pool_names().iter().any(|n| n == p), "{p}");
+        }
+    }
+
+    #[test]
+    fn environment_overrides_nested_keys_and_conventional_names() {
+        let s = Settings::load(
+            None,
+            env(&[
+                ("STRATEGIST__POOLS__FILE_PROCESSOR__MIN_WORKERS", "3"),
+                ("STRATEGIST__POOLS__DEFAULTS__RETRY__JITTER", "false"),
+                ("STRATEGIST__SHUTDOWN__GRACE_MS", "5"),
+                ("REDIS_URL", "redis://example:1"),
+                ("STRATEGIST_HTTP_ADDR", "127.0.0.1:0"),
+            ]),
+        )
+        .unwrap();
+        let (o, _) = s.pool("file-processor").unwrap();
+        assert_eq!(o.workers, 3);
+        assert!(!o.retry.jitter);
+        assert_eq!(s.shutdown.grace_ms, 5);
+        assert_eq!(s.redis.url, "redis://example:1");
+        assert_eq!(s.http.addr, "127.0.0.1:0");
+    }
+
+    #[test]
+    fn a_wrong_value_names_its_key() {
+        let e = Settings::load(None, env(&[("STRATEGIST__POOLS__DEFAULTS__BLOCK_MS", "soon")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("BLOCK_MS=soon") && e.contains("integer"), "{e}");
+        let e = Settings::load(None, env(&[("STRATEGIST__POOLS__NOTIFIER__TYPO", "1")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("typo"), "{e}");
+    }
+}

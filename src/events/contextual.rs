@@ -1,0 +1,118 @@
+//! Events of `contextual.events`: file uploads and processing, embeddings, search.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{event_type, streams::CONTEXTUAL};
+
+/// `file.uploaded`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct FileUploaded {
+    pub file_id: String,
+    pub user_id: String,
+    pub contextual_core_id: String,
+    pub filename: String,
+    pub file_size: u64,
+    pub mime_type: String,
+    pub is_browser_viewable: bool,
+}
+event_type!(FileUploaded, "file.uploaded", CONTEXTUAL);
+
+/// The kinds of file processing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ProcessingType {
+    TextExtraction,
+    EmbeddingGeneration,
+    MetadataAnalysis,
+}
+
+/// `file.processing.started`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct FileProcessingStarted {
+    pub file_id: String,
+    pub processing_type: ProcessingType,
+    pub estimated_duration_ms: f64,
+}
+event_type!(FileProcessingStarted, "file.processing.started", CONTEXTUAL);
+
+/// `file.processing.completed`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct FileProcessingCompleted {
+    pub file_id: String,
+    /// A string in the design (not the enum), so other kinds can be reported.
+    pub processing_type: String,
+    pub processing_time_ms: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extracted_text_length: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embedding_model_used: Option<String>,
+    pub success: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+event_type!(FileProcessingCompleted, "file.processing.completed", CONTEXTUAL);
+
+/// `file.text_extraction.requested` (step 1 of the design's FileProcessingSaga).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct FileTextExtractionRequested {
+    pub file_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mime_type: Option<String>,
+}
+event_type!(FileTextExtractionRequested, "file.text_extraction.requested", CONTEXTUAL);
+
+/// Request priority.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Priority {
+    Low,
+    Normal,
+    High,
+}
+
+/// `embedding.generation.requested`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct EmbeddingGenerationRequested {
+    pub text_content: String,
+    pub content_hash: String,
+    pub user_id: String,
+    pub contextual_core_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preferred_model: Option<String>,
+    pub priority: Priority,
+}
+event_type!(EmbeddingGenerationRequested, "embedding.generation.requested", CONTEXTUAL);
+
+/// `embedding.generation.completed`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct EmbeddingGenerationCompleted {
+    pub embedding_id: String,
+    pub content_hash: String,
+    pub model_id: String,
+    pub dimensions: u32,
+    pub generation_time_ms: f64,
+    pub cost_usd: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quality_score: Option<f64>,
+}
+event_type!(EmbeddingGenerationCompleted, "embedding.generation.completed", CONTEXTUAL);
+
+/// `search.index.update.requested` (step 3 of the FileProcessingSaga).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct SearchIndexUpdateRequested {
+    pub file_id: String,
+}
+event_type!(SearchIndexUpdateRequested, "search.index.update.requested", CONTEXTUAL);
+
+/// `search.index.update.completed`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct SearchIndexUpdateCompleted {
+    pub file_id: String,
+    pub success: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub documents_indexed: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+event_type!(SearchIndexUpdateCompleted, "search.index.update.completed", CONTEXTUAL);

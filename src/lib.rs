@@ -1,0 +1,25 @@
+//! # strategist: the application of the Collective Strategist event system
+//!
+//! The typed events of the design, the worker pools and their handlers, HTTP,
+//! configuration and the command line, on top of the engine in `strategist-actors`.
+//!
+//! # Layout
+//! - [`events`]: every event type as a typed payload, one file per stream.
+//! - [`pools`]: which consumer group handles which types.
+//! - [`config`]: settings from `config/default.toml`, a file and the environment.
+//! - [`serve`]: `strategist serve`, start-up and graceful shutdown.
+//! - [`http`]: the HTTP server.
+//! - [`cli`]: the other subcommands (publish, tail, schema, bench).
+//! - [`redis_conn`]: the shared Redis connection with clear errors.
+//! - [`local_redis`]: a private `redis-server` for the benchmark and tests.
+//! - [`telemetry`]: logging set-up.
+
+pub mod cli;
+pub mod config;
+pub mod events;
+pub mod http;
+pub mod local_redis;
+pub mod pools;
+pub mod redis_conn;
+pub mod serve;
+pub mod telemetry;

@@ -1,0 +1,177 @@
+//! The `strategist` binary: parses the command line once, runs one subcommand, and
+//! turns any error into one line on stderr and a non-zero exit.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use strategist::cli::{bench, publish, schema, tail};
+use strategist::config::Settings;
+
+/// The Collective Strategist event system.
+#[derive(Parser)]
+#[command(name = "strategist", version, about)]
+struct Cli {
+    /// A TOML file layered over config/default.toml.
+    #[arg(long, global = true, env = "STRATEGIST_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs the whole system: worker pools, routers, HTTP. Exits 0 after a graceful
+    /// drain on SIGINT/SIGTERM.
+    Serve {
+        /// Start without STRATEGIST_AUTH_SECRET, with a throwaway secret.
+        #[arg(long)]
+        dev: bool,
+    },
+    /// Validates and publishes one event; prints its id.
+    Publish {
+        /// The stream, e.g. ai.events.
+        #[arg(long)]
+        stream: String,
+        /// The event type, e.g. ai.content.generation.requested.
+        #[arg(long = "type")]
+        event_type: String,
+        /// The payload, a JSON object.
+        #[arg(long)]
+        data: String,
+        /// The user the event concerns.
+        #[arg(long)]
+        user_id: Option<String>,
+        /// Ties this event to a request or saga.
+        #[arg(long)]
+        correlation_id: Option<String>,
+    },
+    /// Follows a stream, one JSON event per line.
+    Tail {
+        /// The stream.
+        #[arg(long)]
+        stream: String,
+        /// Start after this entry id (`0` for the whole stream, `$` for new only).
+        #[arg(long, default_value = "$")]
+        from: String,
+        /// Stop after this many entries.
+        #[arg(long)]
+        count: Option<u64>,
+    },
+    /// JSON Schemas of the event types.
+    Schema {
+        #[command(subcommand)]
+        command: SchemaCommand,
+    },
+    /// Measures throughput and latency against raw Redis.
+    Bench {
+        /// Events per phase.
+        #[arg(long, default_value_t = 100_000)]
+        events: u64,
+        /// Workers in the no-op pool.
+        #[arg(long, default_value_t = 4)]
+        workers: usize,
+        /// Bytes of padding in each payload.
+        #[arg(long, default_value_t = 0)]
+        payload_bytes: usize,
+        /// Use this Redis instead of a private redis-server.
+        #[arg(long)]
+        redis_url: Option<String>,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum SchemaCommand {
+    /// Writes one JSON Schema per event type and version into DIR.
+    Export {
+        /// The output directory (created if missing).
+        dir: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    strategist::telemetry::init();
+    let system = actix::System::new();
+    match system.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", one_line(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The error and its causes on one line.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in e.chain() {
+        let s = cause.to_string().replace('\n', " ");
+        if !parts.iter().any(|p| p.contains(&s)) {
+            parts.push(s);
+        }
+    }
+    parts.join(": ")
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let settings = || Settings::from_env(cli.config.as_deref());
+    match cli.command {
+        Command::Serve { dev } => strategist::serve::run(settings()?, dev).await,
+        Command::Publish {
+            stream,
+            event_type,
+            data,
+            user_id,
+            correlation_id,
+        } => {
+            let args = publish::PublishArgs {
+                stream,
+                event_type,
+                data,
+                user_id,
+                correlation_id,
+            };
+            let (id, entry) = publish::run(&settings()?, args).await?;
+            println!("{id}");
+            tracing::debug!(entry_id = %entry, "published");
+            Ok(())
+        }
+        Command::Tail {
+            stream,
+            from,
+            count,
+        } => tail::run(&settings()?, &stream, &from, count).await,
+        Command::Schema {
+            command: SchemaCommand::Export { dir },
+        } => {
+            let n = schema::export(&dir)?;
+            eprintln!("wrote {n} files to {}", dir.display());
+            Ok(())
+        }
+        Command::Bench {
+            events,
+            workers,
+            payload_bytes,
+            redis_url,
+            json,
+        } => {
+            let report = bench::run(bench::BenchArgs {
+                events,
+                workers,
+                payload_bytes,
+                redis_url,
+            })
+            .await?;
+            if json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            }
+            Ok(())
+        }
+    }
+}

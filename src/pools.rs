@@ -1,0 +1,114 @@
+//! The application's worker pools: which consumer group handles which event types.
+//!
+//! The pools and the types each one handles are fixed here; their sizes and retry
+//! settings come from `[pools.*]` in the configuration. The handlers are the entry
+//! points of the business workers; the work itself (text extraction, embeddings, AI
+//! providers, notifications) lands in its own issue, and until then a handler records
+//! that the event reached it. Handlers log ids only: events about people carry
+//! personal data that never goes into logs.
+
+use strategist_actors::{Event, EventType, HandlerError, Pool};
+
+use crate::config::{ConfigError, Settings};
+use crate::events::{ai, contextual, market, notification, system};
+
+/// The handled event types of each pool, for the README and `GET /streams`.
+pub const POOLS: &[(&str, &[&str])] = &[
+    ("file-processor", &["file.uploaded", "file.text_extraction.requested"]),
+    ("embedding-generator", &["embedding.generation.requested"]),
+    (
+        "content-generator",
+        &["ai.content.generation.requested", "ai.consultation.requested"],
+    ),
+    (
+        "market-monitor",
+        &["market.data.collection.started", "market.data.collected"],
+    ),
+    ("notifier", &["notification.send.requested"]),
+    ("briefing-generator", &["briefing.generation.scheduled"]),
+    (
+        "system-monitor",
+        &["system.error.critical", "system.performance.degraded", "system.service.health"],
+    ),
+];
+
+/// A handler that records the event reached its pool.
+async fn received<T: EventType>(pool: &'static str, ev: Event<T>) -> Result<(), HandlerError> {
+    tracing::debug!(
+        pool,
+        event_type = T::TYPE,
+        event_id = %ev.envelope.id,
+        correlation_id = ev.envelope.correlation_id.as_deref().unwrap_or(""),
+        "event received"
+    );
+    Ok(())
+}
+
+macro_rules! on {
+    ($pool:expr, $name:literal, $t:ty) => {
+        $pool.on(|ev: Event<$t>| received($name, ev))
+    };
+}
+
+/// Builds every pool named in [`POOLS`] with its configured options.
+pub fn build(settings: &Settings) -> Result<Vec<Pool>, ConfigError> {
+    let mut pools = Vec::new();
+    for (name, _) in POOLS {
+        let (options, _scale) = settings.pool(name)?;
+        let mut p = Pool::new(*name, options);
+        match *name {
+            "file-processor" => {
+                on!(p, "file-processor", contextual::FileUploaded);
+                on!(p, "file-processor", contextual::FileTextExtractionRequested);
+            }
+            "embedding-generator" => {
+                on!(p, "embedding-generator", contextual::EmbeddingGenerationRequested);
+            }
+            "content-generator" => {
+                on!(p, "content-generator", ai::AiContentGenerationRequested);
+                on!(p, "content-generator", ai::AiConsultationRequested);
+            }
+            "market-monitor" => {
+                on!(p, "market-monitor", market::MarketDataCollectionStarted);
+                on!(p, "market-monitor", market::MarketDataCollected);
+            }
+            "notifier" => {
+                on!(p, "notifier", notification::NotificationSendRequested);
+            }
+            "briefing-generator" => {
+                on!(p, "briefing-generator", notification::BriefingGenerationScheduled);
+            }
+            "system-monitor" => {
+                on!(p, "system-monitor", system::SystemErrorCritical);
+                on!(p, "system-monitor", system::SystemPerformanceDegraded);
+                on!(p, "system-monitor", system::SystemServiceHealth);
+            }
+            _ => {}
+        }
+        pools.push(p);
+    }
+    Ok(pools)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_listed_type_is_handled_by_its_pool_and_exists() {
+        let s = Settings::load(None, Vec::new()).unwrap();
+        let pools = build(&s).unwrap();
+        let catalog = crate::events::catalog();
+        for (name, types) in POOLS {
+            let p = pools.iter().find(|p| p.name == *name).unwrap();
+            let mut handled: Vec<&str> = p.streams().iter().flat_map(|s| p.types_on(s)).collect();
+            handled.sort_unstable();
+            let mut want = types.to_vec();
+            want.sort_unstable();
+            assert_eq!(handled, want, "{name}");
+            for t in *types {
+                assert!(catalog.get(t).is_some(), "{t}");
+            }
+        }
+    }
+}

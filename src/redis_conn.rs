@@ -1,0 +1,76 @@
+//! Opening the shared Redis connection with errors a person can act on.
+
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+use crate::config::RedisSettings;
+
+/// Why Redis could not be reached.
+#[derive(Debug, thiserror::Error)]
+pub enum RedisConnectError {
+    /// The URL does not parse.
+    #[error("REDIS_URL `{url}` is not a valid Redis URL: {source}")]
+    BadUrl {
+        /// The URL, without its password.
+        url: String,
+        /// What the parser said.
+        source: redis::RedisError,
+    },
+    /// Nothing answered.
+    #[error("cannot reach Redis at {url}: {source}")]
+    Unreachable {
+        /// The URL, without its password.
+        url: String,
+        /// What failed.
+        source: redis::RedisError,
+    },
+}
+
+/// The URL with any password replaced, for messages.
+pub fn redacted(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s + 3 => {
+            let cred = &url[s + 3..at];
+            let user = cred.split(':').next().unwrap_or_default();
+            format!("{}{user}:***{}", &url[..s + 3], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Opens the client and the shared pipelined connection, failing fast (within the
+/// configured connect timeout) when Redis is not there.
+pub async fn connect(
+    s: &RedisSettings,
+) -> Result<(redis::Client, ConnectionManager), RedisConnectError> {
+    let url = redacted(&s.url);
+    let client = redis::Client::open(s.url.as_str()).map_err(|source| RedisConnectError::BadUrl {
+        url: url.clone(),
+        source,
+    })?;
+    let cfg = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(Duration::from_millis(s.connect_timeout_ms)))
+        .set_response_timeout(Some(Duration::from_millis(s.response_timeout_ms)))
+        .set_number_of_retries(1);
+    let mut conn = ConnectionManager::new_with_config(client.clone(), cfg)
+        .await
+        .map_err(|source| RedisConnectError::Unreachable {
+            url: url.clone(),
+            source,
+        })?;
+    redis::cmd("PING")
+        .query_async::<String>(&mut conn)
+        .await
+        .map_err(|source| RedisConnectError::Unreachable { url, source })?;
+    Ok((client, conn))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn passwords_never_reach_messages() {
+        assert_eq!(super::redacted("redis://u:secret@h:1/0"), "redis://u:***@h:1/0");
+        assert_eq!(super::redacted("redis://h:1"), "redis://h:1");
+    }
+}
