@@ -132,7 +132,12 @@ pub struct ScaleSettings {
     pub scale_threshold: f64,
 }
 
-const SCALE_KEYS: [&str; 4] = ["min_workers", "max_workers", "scale_metric", "scale_threshold"];
+const SCALE_KEYS: [&str; 4] = [
+    "min_workers",
+    "max_workers",
+    "scale_metric",
+    "scale_threshold",
+];
 
 impl Settings {
     /// Loads defaults, then `file` (if any), then the environment `env`.
@@ -187,7 +192,11 @@ impl Settings {
 
     /// The configured pool names (without `defaults`).
     pub fn pool_names(&self) -> Vec<String> {
-        self.pools.keys().filter(|k| *k != "defaults").cloned().collect()
+        self.pools
+            .keys()
+            .filter(|k| *k != "defaults")
+            .cloned()
+            .collect()
     }
 
     /// One pool's options (its table over `[pools.defaults]`) and scaling row.
@@ -201,7 +210,8 @@ impl Settings {
                 scale.insert(k.to_owned(), v);
             }
         }
-        let invalid = |e: toml::de::Error| ConfigError::Invalid(format!("pools.{name}: {}", e.message()));
+        let invalid =
+            |e: toml::de::Error| ConfigError::Invalid(format!("pools.{name}: {}", e.message()));
         let scale: ScaleSettings = Value::Table(scale).try_into().map_err(invalid)?;
         let mut options: PoolOptions = Value::Table(table).try_into().map_err(invalid)?;
         options.workers = scale.min_workers;
@@ -299,7 +309,9 @@ fn root_insert(table: &mut Table, segments: &[&str], value: Value) {
         table.insert(key, value);
         return;
     }
-    let entry = table.entry(key).or_insert_with(|| Value::Table(Table::new()));
+    let entry = table
+        .entry(key)
+        .or_insert_with(|| Value::Table(Table::new()));
     if !entry.is_table() {
         *entry = Value::Table(Table::new());
     }
@@ -313,7 +325,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -325,7 +340,12 @@ mod tests {
         assert_eq!((scale.min_workers, scale.max_workers), (2, 10));
         assert_eq!(o.workers, 2);
         assert_eq!(o.retry, strategist_actors::RetryPolicy::default());
-        for p in ["file-processor", "embedding-generator", "content-generator", "market-monitor"] {
+        for p in [
+            "file-processor",
+            "embedding-generator",
+            "content-generator",
+            "market-monitor",
+        ] {
             assert!(s.pool_names().iter().any(|n| n == p), "{p}");
         }
     }
@@ -353,9 +373,12 @@ mod tests {
 
     #[test]
     fn a_wrong_value_names_its_key() {
-        let e = Settings::load(None, env(&[("STRATEGIST__POOLS__DEFAULTS__BLOCK_MS", "soon")]))
-            .unwrap_err()
-            .to_string();
+        let e = Settings::load(
+            None,
+            env(&[("STRATEGIST__POOLS__DEFAULTS__BLOCK_MS", "soon")]),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("BLOCK_MS=soon") && e.contains("integer"), "{e}");
         let e = Settings::load(None, env(&[("STRATEGIST__POOLS__NOTIFIER__TYPO", "1")]))
             .unwrap_err()

@@ -20,10 +20,7 @@ pub struct AppState {
 
 /// Binds `addr` and starts serving; returns the bound address and a handle to stop
 /// the server. Signals are not handled here: the caller drains the engine first.
-pub fn start(
-    addr: &str,
-    state: AppState,
-) -> std::io::Result<(std::net::SocketAddr, ServerHandle)> {
+pub fn start(addr: &str, state: AppState) -> std::io::Result<(std::net::SocketAddr, ServerHandle)> {
     let data = web::Data::new(state);
     let server = HttpServer::new(move || {
         App::new()
@@ -64,8 +61,10 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     if not_ready.is_empty() {
         return HttpResponse::Ok().json(json!({"status": "ready"}));
     }
-    let checks: serde_json::Map<String, serde_json::Value> =
-        not_ready.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+    let checks: serde_json::Map<String, serde_json::Value> = not_ready
+        .iter()
+        .map(|(k, v)| (k.clone(), json!(v)))
+        .collect();
     let message = not_ready
         .iter()
         .map(|(k, v)| format!("{k}: {v}"))

@@ -42,7 +42,8 @@ impl LocalRedis {
             .and_then(|l| l.local_addr())
             .map_err(LocalRedisError::Port)?
             .port();
-        let dir = std::env::temp_dir().join(format!("strategist-redis-{}-{port}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("strategist-redis-{}-{port}", std::process::id()));
         let mut r = LocalRedis {
             child: None,
             port,
@@ -73,12 +74,13 @@ impl LocalRedis {
 
     fn wait_ready(&self) -> Result<(), LocalRedisError> {
         let deadline = Instant::now() + Duration::from_secs(10);
-        let client = redis::Client::open(self.url()).map_err(|_| LocalRedisError::NotReady(self.port))?;
+        let client =
+            redis::Client::open(self.url()).map_err(|_| LocalRedisError::NotReady(self.port))?;
         while Instant::now() < deadline {
-            if let Ok(mut c) = client.get_connection_with_timeout(Duration::from_millis(200)) {
-                if redis::cmd("PING").query::<String>(&mut c).is_ok() {
-                    return Ok(());
-                }
+            if let Ok(mut c) = client.get_connection_with_timeout(Duration::from_millis(200))
+                && redis::cmd("PING").query::<String>(&mut c).is_ok()
+            {
+                return Ok(());
             }
             std::thread::sleep(Duration::from_millis(20));
         }

@@ -74,6 +74,9 @@ enum Command {
         /// Bytes of padding in each payload.
         #[arg(long, default_value_t = 0)]
         payload_bytes: usize,
+        /// Entries queued per worker beyond the one it runs (pool option `prefetch`).
+        #[arg(long, default_value_t = 16)]
+        prefetch: usize,
         /// Use this Redis instead of a private redis-server.
         #[arg(long)]
         redis_url: Option<String>,
@@ -156,6 +159,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             events,
             workers,
             payload_bytes,
+            prefetch,
             redis_url,
             json,
         } => {
@@ -163,6 +167,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 events,
                 workers,
                 payload_bytes,
+                prefetch,
                 redis_url,
             })
             .await?;

@@ -14,11 +14,17 @@ use crate::events::{ai, contextual, market, notification, system};
 
 /// The handled event types of each pool, for the README and `GET /streams`.
 pub const POOLS: &[(&str, &[&str])] = &[
-    ("file-processor", &["file.uploaded", "file.text_extraction.requested"]),
+    (
+        "file-processor",
+        &["file.uploaded", "file.text_extraction.requested"],
+    ),
     ("embedding-generator", &["embedding.generation.requested"]),
     (
         "content-generator",
-        &["ai.content.generation.requested", "ai.consultation.requested"],
+        &[
+            "ai.content.generation.requested",
+            "ai.consultation.requested",
+        ],
     ),
     (
         "market-monitor",
@@ -28,7 +34,11 @@ pub const POOLS: &[(&str, &[&str])] = &[
     ("briefing-generator", &["briefing.generation.scheduled"]),
     (
         "system-monitor",
-        &["system.error.critical", "system.performance.degraded", "system.service.health"],
+        &[
+            "system.error.critical",
+            "system.performance.degraded",
+            "system.service.health",
+        ],
     ),
 ];
 
@@ -62,7 +72,11 @@ pub fn build(settings: &Settings) -> Result<Vec<Pool>, ConfigError> {
                 on!(p, "file-processor", contextual::FileTextExtractionRequested);
             }
             "embedding-generator" => {
-                on!(p, "embedding-generator", contextual::EmbeddingGenerationRequested);
+                on!(
+                    p,
+                    "embedding-generator",
+                    contextual::EmbeddingGenerationRequested
+                );
             }
             "content-generator" => {
                 on!(p, "content-generator", ai::AiContentGenerationRequested);
@@ -76,7 +90,11 @@ pub fn build(settings: &Settings) -> Result<Vec<Pool>, ConfigError> {
                 on!(p, "notifier", notification::NotificationSendRequested);
             }
             "briefing-generator" => {
-                on!(p, "briefing-generator", notification::BriefingGenerationScheduled);
+                on!(
+                    p,
+                    "briefing-generator",
+                    notification::BriefingGenerationScheduled
+                );
             }
             "system-monitor" => {
                 on!(p, "system-monitor", system::SystemErrorCritical);

@@ -45,10 +45,11 @@ pub async fn connect(
     s: &RedisSettings,
 ) -> Result<(redis::Client, ConnectionManager), RedisConnectError> {
     let url = redacted(&s.url);
-    let client = redis::Client::open(s.url.as_str()).map_err(|source| RedisConnectError::BadUrl {
-        url: url.clone(),
-        source,
-    })?;
+    let client =
+        redis::Client::open(s.url.as_str()).map_err(|source| RedisConnectError::BadUrl {
+            url: url.clone(),
+            source,
+        })?;
     let cfg = ConnectionManagerConfig::new()
         .set_connection_timeout(Some(Duration::from_millis(s.connect_timeout_ms)))
         .set_response_timeout(Some(Duration::from_millis(s.response_timeout_ms)))
@@ -70,7 +71,10 @@ pub async fn connect(
 mod tests {
     #[test]
     fn passwords_never_reach_messages() {
-        assert_eq!(super::redacted("redis://u:secret@h:1/0"), "redis://u:***@h:1/0");
+        assert_eq!(
+            super::redacted("redis://u:secret@h:1/0"),
+            "redis://u:***@h:1/0"
+        );
         assert_eq!(super::redacted("redis://h:1"), "redis://h:1");
     }
 }

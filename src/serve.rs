@@ -22,7 +22,9 @@ pub async fn run(settings: Settings, dev: bool) -> anyhow::Result<()> {
                 "no auth secret: set STRATEGIST_AUTH_SECRET (or run `serve --dev` to make a throwaway one)"
             );
         }
-        tracing::warn!("--dev: using a throwaway auth secret made for this run; tokens die with the process");
+        tracing::warn!(
+            "--dev: using a throwaway auth secret made for this run; tokens die with the process"
+        );
     }
     let (client, shared) = redis_conn::connect(&settings.redis).await?;
     let catalog = Arc::new(events::catalog());
@@ -40,9 +42,17 @@ pub async fn run(settings: Settings, dev: bool) -> anyhow::Result<()> {
         config.arbiters = settings.engine.arbiters;
     }
     let hooks = hooks(publisher.clone());
-    let engine = Engine::start(client, shared.clone(), catalog, config, pools, health.clone(), hooks)
-        .await
-        .context("starting the worker pools")?;
+    let engine = Engine::start(
+        client,
+        shared.clone(),
+        catalog,
+        config,
+        pools,
+        health.clone(),
+        hooks,
+    )
+    .await
+    .context("starting the worker pools")?;
     let (addr, server) = http::start(
         &settings.http.addr,
         http::AppState {

@@ -121,9 +121,8 @@ impl Catalog {
 
     /// Registers `T` as the current version of its type.
     pub fn register<T: EventType>(&mut self) -> &mut Self {
-        let validate: Validator = Arc::new(|v: &Value| {
-            T::deserialize(v).map(|_| ()).map_err(|e| e.to_string())
-        });
+        let validate: Validator =
+            Arc::new(|v: &Value| T::deserialize(v).map(|_| ()).map_err(|e| e.to_string()));
         self.types.insert(
             T::TYPE,
             TypeInfo {
@@ -187,13 +186,12 @@ impl Catalog {
                     current: info.version,
                 });
             };
-            env.data = up(std::mem::take(&mut env.data)).map_err(|reason| {
-                CheckError::UpcastFailed {
+            env.data =
+                up(std::mem::take(&mut env.data)).map_err(|reason| CheckError::UpcastFailed {
                     event_type: env.event_type.clone(),
                     version: env.version,
                     reason,
-                }
-            })?;
+                })?;
             env.version += 1;
         }
         (info.validate)(&env.data).map_err(|reason| CheckError::InvalidPayload {
@@ -272,7 +270,10 @@ mod tests {
         let c = catalog();
         for v in [3, 7] {
             let env = Envelope::new("thing.made", v, json!({}));
-            assert!(matches!(c.check(env), Err(CheckError::UnknownVersion { .. })));
+            assert!(matches!(
+                c.check(env),
+                Err(CheckError::UnknownVersion { .. })
+            ));
         }
     }
 
@@ -280,8 +281,15 @@ mod tests {
     fn bad_payload_is_refused_but_extra_fields_are_not() {
         let c = catalog();
         let bad = Envelope::new("thing.made", 2, json!({"name": 1, "size": 1}));
-        assert!(matches!(c.check(bad), Err(CheckError::InvalidPayload { .. })));
-        let extra = Envelope::new("thing.made", 2, json!({"name": "a", "size": 1, "new": true}));
+        assert!(matches!(
+            c.check(bad),
+            Err(CheckError::InvalidPayload { .. })
+        ));
+        let extra = Envelope::new(
+            "thing.made",
+            2,
+            json!({"name": "a", "size": 1, "new": true}),
+        );
         assert!(c.check(extra).is_ok());
     }
 

@@ -226,10 +226,9 @@ impl<'a> RawFields<'a> {
             "version",
             self.version.ok_or(DecodeError::Missing("version"))?,
         )?;
-        let version: u32 = version
-            .trim()
-            .parse()
-            .map_err(|_| DecodeError::invalid("version", format!("`{version}` is not a positive integer")))?;
+        let version: u32 = version.trim().parse().map_err(|_| {
+            DecodeError::invalid("version", format!("`{version}` is not a positive integer"))
+        })?;
         if version == 0 {
             return Err(DecodeError::invalid("version", "must be 1 or more"));
         }
@@ -258,7 +257,7 @@ impl<'a> RawFields<'a> {
         let opt = |name: &'static str, v: Option<&[u8]>| -> Result<Option<String>, DecodeError> {
             match v {
                 None => Ok(None),
-                Some(b) if b.is_empty() => Ok(None),
+                Some([]) => Ok(None),
                 Some(b) => text(name, b).map(|s| Some(s.to_owned())),
             }
         };

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use futures_util::FutureExt;
 use futures_util::future::LocalBoxFuture;
+use serde::Deserialize;
 
 use crate::catalog::EventType;
 use crate::envelope::Envelope;
@@ -89,7 +90,7 @@ impl Handler {
         let f = Arc::new(f);
         Handler(Arc::new(move |envelope: Envelope| {
             let f = f.clone();
-            match serde_json::from_value::<T>(envelope.data.clone()) {
+            match T::deserialize(&envelope.data) {
                 Ok(data) => f(Event { envelope, data }).boxed_local(),
                 Err(e) => {
                     let msg = format!("payload does not decode as {}: {e}", T::TYPE);

@@ -50,6 +50,6 @@ pub use health::Health;
 pub use hooks::{DeadLetter, DeadLetterReason, Hooks};
 pub use keys::Keys;
 pub use pool::{Pool, PoolOptions, StartFrom};
-pub use publisher::{Published, PublishError, Publisher};
+pub use publisher::{PublishError, Published, Publisher};
 pub use retry::{BackoffStrategy, RetryPolicy};
 pub use stats::{RouteStats, StatsSnapshot};

@@ -69,7 +69,7 @@ impl Default for PoolOptions {
     fn default() -> Self {
         PoolOptions {
             workers: 2,
-            prefetch: 4,
+            prefetch: 16,
             read_count: 256,
             block_ms: 2000,
             claim_idle_ms: 30_000,

@@ -97,7 +97,11 @@ impl Publisher {
         data: &T,
         build: impl FnOnce(Envelope) -> Envelope,
     ) -> Result<Published, PublishError> {
-        let env = build(Envelope::new(T::TYPE, T::VERSION, serde_json::to_value(data)?));
+        let env = build(Envelope::new(
+            T::TYPE,
+            T::VERSION,
+            serde_json::to_value(data)?,
+        ));
         self.publish(T::STREAM, &env).await
     }
 

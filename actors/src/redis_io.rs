@@ -98,7 +98,11 @@ pub(crate) fn parse_entry(v: Value, deliveries: u32) -> Option<Entry> {
     if parts.is_empty() {
         return None;
     }
-    let fields_v = if parts.len() > 1 { parts.remove(1) } else { Value::Nil };
+    let fields_v = if parts.len() > 1 {
+        parts.remove(1)
+    } else {
+        Value::Nil
+    };
     let id = text(&parts[0])?;
     let mut fields = Vec::new();
     let flat = match fields_v {
@@ -164,7 +168,11 @@ pub(crate) fn parse_claim(v: Value) -> Claimed {
         return Claimed::default();
     };
     let mut it = parts.into_iter();
-    let cursor = it.next().as_ref().and_then(text).unwrap_or_else(|| "-".into());
+    let cursor = it
+        .next()
+        .as_ref()
+        .and_then(text)
+        .unwrap_or_else(|| "-".into());
     let entries = match it.next() {
         Some(Value::Array(list)) => list
             .into_iter()

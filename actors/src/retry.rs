@@ -107,9 +107,15 @@ mod tests {
         };
         let ms = |p: &RetryPolicy, n| p.delay(n).as_millis();
         let e = p(BackoffStrategy::Exponential);
-        assert_eq!([ms(&e, 1), ms(&e, 2), ms(&e, 3), ms(&e, 4)], [100, 200, 350, 350]);
+        assert_eq!(
+            [ms(&e, 1), ms(&e, 2), ms(&e, 3), ms(&e, 4)],
+            [100, 200, 350, 350]
+        );
         let l = p(BackoffStrategy::Linear);
-        assert_eq!([ms(&l, 1), ms(&l, 2), ms(&l, 3), ms(&l, 4)], [100, 200, 300, 350]);
+        assert_eq!(
+            [ms(&l, 1), ms(&l, 2), ms(&l, 3), ms(&l, 4)],
+            [100, 200, 300, 350]
+        );
         let f = p(BackoffStrategy::Fixed);
         assert_eq!([ms(&f, 1), ms(&f, 5)], [100, 100]);
         assert_eq!(ms(&e, 200), 350, "a huge attempt count does not overflow");

@@ -153,7 +153,9 @@ impl Router {
                 let cfg = AsyncConnectionConfig::new()
                     .set_connection_timeout(Some(Duration::from_secs(5)))
                     .set_response_timeout(Some(timeout));
-                let mut c = client.get_multiplexed_async_connection_with_config(&cfg).await?;
+                let mut c = client
+                    .get_multiplexed_async_connection_with_config(&cfg)
+                    .await?;
                 let id: i64 = redis::cmd("CLIENT").arg("ID").query_async(&mut c).await?;
                 Ok::<_, RedisError>((c, id))
             }
@@ -195,7 +197,9 @@ impl Router {
             return;
         };
         let room = self.room();
-        if room == 0 {
+        // Under load, wait until half the capacity is free: fewer, larger reads.
+        // When idle, any room is worth a (blocking) read.
+        if room == 0 || (!self.in_flight.is_empty() && room < self.opts().capacity() / 2) {
             return;
         }
         self.reading = true;
@@ -212,7 +216,9 @@ impl Router {
             .arg(&r.key)
             .arg(">");
         let fut = async move { cmd.query_async::<Value>(&mut conn).await };
-        ctx.spawn(actix::fut::wrap_future(fut).map(|res, act: &mut Self, ctx| act.on_read(res, ctx)));
+        ctx.spawn(
+            actix::fut::wrap_future(fut).map(|res, act: &mut Self, ctx| act.on_read(res, ctx)),
+        );
     }
 
     fn on_read(&mut self, res: Result<Value, RedisError>, ctx: &mut Context<Self>) {
@@ -234,12 +240,15 @@ impl Router {
                     let start = r.options.start_from == crate::pool::StartFrom::Beginning;
                     redis_io::ensure_group(&mut conn, &r.key, &r.group, start).await
                 };
-                ctx.spawn(actix::fut::wrap_future(fut).map(|res, act: &mut Self, ctx| {
-                    if let Err(e) = res {
-                        act.health.down(&act.route.part, format!("cannot create group: {e}"));
-                    }
-                    ctx.run_later(Duration::from_millis(100), |act, ctx| act.fill(ctx));
-                }));
+                ctx.spawn(
+                    actix::fut::wrap_future(fut).map(|res, act: &mut Self, ctx| {
+                        if let Err(e) = res {
+                            act.health
+                                .down(&act.route.part, format!("cannot create group: {e}"));
+                        }
+                        ctx.run_later(Duration::from_millis(100), |act, ctx| act.fill(ctx));
+                    }),
+                );
             }
             Err(e) if is_connection_error(&e) => {
                 tracing::warn!(router = %self.route.part, error = %e, "read failed; reconnecting");
@@ -250,7 +259,8 @@ impl Router {
             }
             Err(e) => {
                 tracing::error!(router = %self.route.part, error = %e, "read refused");
-                self.health.down(&self.route.part, format!("redis refused the read: {e}"));
+                self.health
+                    .down(&self.route.part, format!("redis refused the read: {e}"));
                 ctx.run_later(Duration::from_secs(1), |act, ctx| {
                     if act.reader.is_some() {
                         act.health.up(&act.route.part);
@@ -276,7 +286,13 @@ impl Router {
         let env = match Envelope::from_pairs(entry.pairs()) {
             Ok(env) => env,
             Err(e) => {
-                return self.dead_letter(entry, DeadLetterReason::InvalidEvent, e.to_string(), None, ctx);
+                return self.dead_letter(
+                    entry,
+                    DeadLetterReason::InvalidEvent,
+                    e.to_string(),
+                    None,
+                    ctx,
+                );
             }
         };
         let env = match self.route.catalog.check(env) {
@@ -321,9 +337,10 @@ impl Router {
                 started: Instant::now(),
             },
         );
-        ctx.spawn(actix::fut::wrap_future(send).map(move |res, act: &mut Self, ctx| {
-            act.on_done(id, res, ctx)
-        }));
+        ctx.spawn(
+            actix::fut::wrap_future(send)
+                .map(move |res, act: &mut Self, ctx| act.on_done(id, res, ctx)),
+        );
     }
 
     fn on_done(&mut self, id: String, res: Result<Outcome, MailboxError>, ctx: &mut Context<Self>) {
@@ -573,7 +590,9 @@ impl Router {
         }
         let r = &self.route;
         let mut inv = RETIRE_CONSUMERS.prepare_invoke();
-        inv.key(&r.key).arg(&r.group).arg(r.options.consumer_gc_idle_ms);
+        inv.key(&r.key)
+            .arg(&r.group)
+            .arg(r.options.consumer_gc_idle_ms);
         let mut conn = self.shared.clone();
         let fut = async move { inv.invoke_async::<Vec<String>>(&mut conn).await };
         ctx.spawn(actix::fut::wrap_future(fut).map(|res, act: &mut Self, _| match res {
@@ -612,10 +631,13 @@ impl Actor for Router {
         self.health.down(&self.route.part, "connecting");
         self.connect(ctx);
         let o = self.opts().clone();
-        ctx.run_interval(PoolOptions::ms(o.claim_interval_ms.max(10)), |act, ctx| act.claim(ctx));
-        ctx.run_interval(PoolOptions::ms((o.claim_idle_ms / 4).max(10)), |act, ctx| {
-            act.refresh_leases(ctx)
+        ctx.run_interval(PoolOptions::ms(o.claim_interval_ms.max(10)), |act, ctx| {
+            act.claim(ctx)
         });
+        ctx.run_interval(
+            PoolOptions::ms((o.claim_idle_ms / 4).max(10)),
+            |act, ctx| act.refresh_leases(ctx),
+        );
         ctx.run_interval(
             PoolOptions::ms((o.consumer_gc_idle_ms / 2).clamp(500, 300_000)),
             |act, ctx| act.retire_consumers(ctx),

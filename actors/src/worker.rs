@@ -80,7 +80,8 @@ impl Supervised for Worker {
             cooldown_ms = self.cooldown.as_millis() as u64,
             "worker is in a crash loop; pausing it"
         );
-        self.health.down(&self.part, "crash loop: restarted too often");
+        self.health
+            .down(&self.part, "crash loop: restarted too often");
         self.hooks.crash_loop(&self.part, self.max_restarts + 1);
         // `wait` holds the mailbox: nothing runs on this worker until the pause ends.
         ctx.wait(

@@ -33,6 +33,8 @@ pub struct BenchArgs {
     pub workers: usize,
     /// Bytes of padding per payload.
     pub payload_bytes: usize,
+    /// Entries queued per worker (the pool option of the same name).
+    pub prefetch: usize,
     /// A Redis to use instead of a private one (it is written to under a prefix).
     pub redis_url: Option<String>,
 }
@@ -57,6 +59,8 @@ pub struct BenchReport {
     pub workers: usize,
     /// Payload padding.
     pub payload_bytes: usize,
+    /// Entries queued per worker.
+    pub prefetch: usize,
     /// Phase 2: events published and acked per second, end to end.
     pub events_per_sec: f64,
     /// Phase 2: events published per second.
@@ -94,7 +98,13 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<BenchReport> {
         response_timeout_ms: 30_000,
     };
     let (client, shared) = redis_conn::connect(&settings).await?;
-    let ceiling = ceiling(&client, &settings.stream_prefix, args.events, args.payload_bytes).await?;
+    let ceiling = ceiling(
+        &client,
+        &settings.stream_prefix,
+        args.events,
+        args.payload_bytes,
+    )
+    .await?;
     let keys = Keys::new(settings.stream_prefix.clone());
     let catalog = Arc::new(events::catalog());
     let publisher = Publisher::new(shared.clone(), keys.clone(), catalog.clone())
@@ -106,6 +116,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<BenchReport> {
         "bench",
         PoolOptions {
             workers: args.workers,
+            prefetch: args.prefetch,
             block_ms: 100,
             ..PoolOptions::default()
         },
@@ -144,7 +155,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<BenchReport> {
             .collect();
         seq += n;
         let p = publisher.clone();
-        in_flight.push(tokio::spawn(async move { p.publish_batch(&batch).await.map(|v| v.len()) }));
+        in_flight.push(tokio::spawn(async move {
+            p.publish_batch(&batch).await.map(|v| v.len())
+        }));
         if in_flight.len() >= 8 {
             in_flight.remove(0).await??;
         }
@@ -163,7 +176,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<BenchReport> {
         l.clear();
     }
     let rate = events_per_sec / 2.0;
-    let n3 = args.events.min((rate * 10.0) as u64).max(1000.min(args.events));
+    let n3 = args
+        .events
+        .min((rate * 10.0) as u64)
+        .max(1000.min(args.events));
     let before = acked().acked;
     let start = Instant::now();
     let mut sent = 0u64;
@@ -172,8 +188,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<BenchReport> {
         tick.tick().await;
         let due = ((start.elapsed().as_secs_f64() * rate) as u64).min(n3);
         if due > sent {
-            let batch: Vec<(&str, Envelope)> =
-                (sent..due).map(|i| (streams::SYSTEM, ping(i, &pad))).collect();
+            let batch: Vec<(&str, Envelope)> = (sent..due)
+                .map(|i| (streams::SYSTEM, ping(i, &pad)))
+                .collect();
             sent = due;
             let p = publisher.clone();
             tokio::spawn(async move { p.publish_batch(&batch).await });
@@ -190,6 +207,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<BenchReport> {
         events: args.events,
         workers: args.workers,
         payload_bytes: args.payload_bytes,
+        prefetch: args.prefetch,
         events_per_sec: round(events_per_sec),
         publish_per_sec: round(publish_per_sec),
         latency_ms: Percentiles {
@@ -299,7 +317,8 @@ async fn ceiling(
     });
     let mut rc = client
         .get_multiplexed_async_connection_with_config(
-            &redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(10))),
+            &redis::AsyncConnectionConfig::new()
+                .set_response_timeout(Some(Duration::from_secs(10))),
         )
         .await?;
     let mut done = 0u64;

@@ -38,8 +38,12 @@ pub async fn run(settings: &Settings, a: PublishArgs) -> anyhow::Result<(String,
     // Check before connecting, so a bad event never waits on Redis.
     catalog.check_publish(&a.stream, &env)?;
     let (_, conn) = redis_conn::connect(&settings.redis).await?;
-    let publisher = Publisher::new(conn, Keys::new(settings.redis.stream_prefix.clone()), catalog)
-        .with_maxlen(&a.stream, settings.maxlen(&a.stream));
+    let publisher = Publisher::new(
+        conn,
+        Keys::new(settings.redis.stream_prefix.clone()),
+        catalog,
+    )
+    .with_maxlen(&a.stream, settings.maxlen(&a.stream));
     let p = publisher.publish(&a.stream, &env).await?;
     Ok((p.event_id.to_string(), p.entry_id))
 }

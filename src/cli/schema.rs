@@ -18,7 +18,10 @@ pub fn export(dir: &Path) -> anyhow::Result<usize> {
     for d in events::all() {
         let mut schema = serde_json::to_value((d.schema)())?;
         if let Some(o) = schema.as_object_mut() {
-            o.insert("$id".into(), json!(format!("{}.v{}.json", d.name, d.version)));
+            o.insert(
+                "$id".into(),
+                json!(format!("{}.v{}.json", d.name, d.version)),
+            );
             o.insert("x-stream".into(), json!(d.stream));
             o.insert("x-event-type".into(), json!(d.name));
             o.insert("x-version".into(), json!(d.version));
@@ -26,8 +29,10 @@ pub fn export(dir: &Path) -> anyhow::Result<usize> {
         let file = dir.join(format!("{}.v{}.json", d.name, d.version));
         write(&file, &schema)?;
         written += 1;
-        index.push(json!({"type": d.name, "stream": d.stream, "version": d.version,
-                          "schema": format!("{}.v{}.json", d.name, d.version)}));
+        index.push(
+            json!({"type": d.name, "stream": d.stream, "version": d.version,
+                          "schema": format!("{}.v{}.json", d.name, d.version)}),
+        );
     }
     let envelope = serde_json::to_value(schemars::schema_for!(EnvelopeSchema))?;
     write(&dir.join("envelope.json"), &envelope)?;

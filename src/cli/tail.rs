@@ -20,7 +20,9 @@ pub async fn run(
     let (client, _) = redis_conn::connect(&settings.redis).await?;
     let cfg = redis::AsyncConnectionConfig::new()
         .set_response_timeout(Some(std::time::Duration::from_secs(30)));
-    let mut conn = client.get_multiplexed_async_connection_with_config(&cfg).await?;
+    let mut conn = client
+        .get_multiplexed_async_connection_with_config(&cfg)
+        .await?;
     let key = strategist_actors::Keys::new(settings.redis.stream_prefix.clone()).stream(stream);
     let mut last = if from == "$" {
         // Resolve `$` once, so entries between two reads are never skipped.

@@ -26,7 +26,11 @@ pub struct AiContentGenerationRequested {
     pub ai_provider: String,
     pub max_tokens: u32,
 }
-event_type!(AiContentGenerationRequested, "ai.content.generation.requested", AI);
+event_type!(
+    AiContentGenerationRequested,
+    "ai.content.generation.requested",
+    AI
+);
 
 /// `ai.content.generation.completed`
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -40,7 +44,11 @@ pub struct AiContentGenerationCompleted {
     pub generation_time_ms: f64,
     pub cost_usd: f64,
 }
-event_type!(AiContentGenerationCompleted, "ai.content.generation.completed", AI);
+event_type!(
+    AiContentGenerationCompleted,
+    "ai.content.generation.completed",
+    AI
+);
 
 /// Kinds of consultation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

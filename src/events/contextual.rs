@@ -51,7 +51,11 @@ pub struct FileProcessingCompleted {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
-event_type!(FileProcessingCompleted, "file.processing.completed", CONTEXTUAL);
+event_type!(
+    FileProcessingCompleted,
+    "file.processing.completed",
+    CONTEXTUAL
+);
 
 /// `file.text_extraction.requested` (step 1 of the design's FileProcessingSaga).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -60,7 +64,11 @@ pub struct FileTextExtractionRequested {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mime_type: Option<String>,
 }
-event_type!(FileTextExtractionRequested, "file.text_extraction.requested", CONTEXTUAL);
+event_type!(
+    FileTextExtractionRequested,
+    "file.text_extraction.requested",
+    CONTEXTUAL
+);
 
 /// Request priority.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -82,7 +90,11 @@ pub struct EmbeddingGenerationRequested {
     pub preferred_model: Option<String>,
     pub priority: Priority,
 }
-event_type!(EmbeddingGenerationRequested, "embedding.generation.requested", CONTEXTUAL);
+event_type!(
+    EmbeddingGenerationRequested,
+    "embedding.generation.requested",
+    CONTEXTUAL
+);
 
 /// `embedding.generation.completed`
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -96,14 +108,22 @@ pub struct EmbeddingGenerationCompleted {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quality_score: Option<f64>,
 }
-event_type!(EmbeddingGenerationCompleted, "embedding.generation.completed", CONTEXTUAL);
+event_type!(
+    EmbeddingGenerationCompleted,
+    "embedding.generation.completed",
+    CONTEXTUAL
+);
 
 /// `search.index.update.requested` (step 3 of the FileProcessingSaga).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct SearchIndexUpdateRequested {
     pub file_id: String,
 }
-event_type!(SearchIndexUpdateRequested, "search.index.update.requested", CONTEXTUAL);
+event_type!(
+    SearchIndexUpdateRequested,
+    "search.index.update.requested",
+    CONTEXTUAL
+);
 
 /// `search.index.update.completed`
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -115,4 +135,8 @@ pub struct SearchIndexUpdateCompleted {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
-event_type!(SearchIndexUpdateCompleted, "search.index.update.completed", CONTEXTUAL);
+event_type!(
+    SearchIndexUpdateCompleted,
+    "search.index.update.completed",
+    CONTEXTUAL
+);

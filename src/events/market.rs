@@ -1,8 +1,8 @@
 //! Events of `market.events`: data collection and trend analysis.
 
-use serde_json::{Map, Value};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
 use super::{event_type, streams::MARKET};
 
@@ -24,7 +24,11 @@ pub struct MarketDataCollectionStarted {
     /// Users interested in this data.
     pub user_ids: Vec<String>,
 }
-event_type!(MarketDataCollectionStarted, "market.data.collection.started", MARKET);
+event_type!(
+    MarketDataCollectionStarted,
+    "market.data.collection.started",
+    MARKET
+);
 
 /// Kinds of collected data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

@@ -52,7 +52,11 @@ pub struct NotificationSendRequested {
     pub message: Message,
     pub priority: NotificationPriority,
 }
-event_type!(NotificationSendRequested, "notification.send.requested", NOTIFICATION);
+event_type!(
+    NotificationSendRequested,
+    "notification.send.requested",
+    NOTIFICATION
+);
 
 /// `notification.delivered`
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -65,7 +69,11 @@ pub struct NotificationDelivered {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
-event_type!(NotificationDelivered, "notification.delivered", NOTIFICATION);
+event_type!(
+    NotificationDelivered,
+    "notification.delivered",
+    NOTIFICATION
+);
 
 /// Briefing periods.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -85,4 +93,8 @@ pub struct BriefingGenerationScheduled {
     pub period_start: DateTime<Utc>,
     pub period_end: DateTime<Utc>,
 }
-event_type!(BriefingGenerationScheduled, "briefing.generation.scheduled", NOTIFICATION);
+event_type!(
+    BriefingGenerationScheduled,
+    "briefing.generation.scheduled",
+    NOTIFICATION
+);

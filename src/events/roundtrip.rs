@@ -46,7 +46,10 @@ impl Gen {
             }
             "string" => json!(self.text()),
             "integer" => {
-                let max = schema.get("maximum").and_then(Value::as_u64).unwrap_or(u32::MAX as u64);
+                let max = schema
+                    .get("maximum")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(u32::MAX as u64);
                 json!(self.0.u64(0..=max.min(1 << 53)))
             }
             "number" => json!(self.0.f64() * 1e6),
@@ -54,7 +57,9 @@ impl Gen {
             "null" => Value::Null,
             "array" => {
                 let items = schema.get("items").cloned().unwrap_or(json!({}));
-                (0..self.0.usize(0..4)).map(|_| self.value(&items, root)).collect()
+                (0..self.0.usize(0..4))
+                    .map(|_| self.value(&items, root))
+                    .collect()
             }
             "object" => self.object(schema, root),
             _ => Value::Null,
@@ -93,10 +98,13 @@ impl Gen {
             1 => json!(self.0.bool()),
             2 => json!(self.0.i64(-1000..1000)),
             3 => json!(self.text()),
-            4 => (0..self.0.usize(0..3)).map(|_| self.any(depth - 1)).collect(),
+            4 => (0..self.0.usize(0..3))
+                .map(|_| self.any(depth - 1))
+                .collect(),
             _ => {
-                let m: Map<String, Value> =
-                    (0..self.0.usize(0..3)).map(|_| (self.text(), self.any(depth - 1))).collect();
+                let m: Map<String, Value> = (0..self.0.usize(0..3))
+                    .map(|_| (self.text(), self.any(depth - 1)))
+                    .collect();
                 Value::Object(m)
             }
         }
@@ -104,7 +112,9 @@ impl Gen {
 
     fn text(&mut self) -> String {
         const CHARS: &[char] = &['a', 'Z', '0', ' ', '"', '\\', '\n', 'é', '✓', '{', '😀'];
-        (0..self.0.usize(0..12)).map(|_| CHARS[self.0.usize(..CHARS.len())]).collect()
+        (0..self.0.usize(0..12))
+            .map(|_| CHARS[self.0.usize(..CHARS.len())])
+            .collect()
     }
 }
 
@@ -143,14 +153,25 @@ fn a_known_type_with_a_wrong_payload_is_refused_with_the_field_named() {
         json!({"file_id": "f", "user_id": "u", "contextual_core_id": "c", "filename": "a.pdf",
                "file_size": "big", "mime_type": "application/pdf", "is_browser_viewable": true}),
     );
-    let err = cat.check(env).err().map(|e| e.to_string()).unwrap_or_default();
-    assert!(err.contains("file_size") || err.contains("invalid type"), "{err}");
+    let err = cat
+        .check(env)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        err.contains("file_size") || err.contains("invalid type"),
+        "{err}"
+    );
     let bad_enum = Envelope::new(
         "ai.consultation.requested",
         1,
         json!({"session_id": "s", "user_id": "u", "contextual_core_id": "c", "query": "q",
                "session_type": "fortune_telling"}),
     );
-    let err = cat.check(bad_enum).err().map(|e| e.to_string()).unwrap_or_default();
+    let err = cat
+        .check(bad_enum)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
     assert!(err.contains("fortune_telling"), "{err}");
 }

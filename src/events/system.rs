@@ -50,7 +50,11 @@ pub struct SystemPerformanceDegraded {
     pub affected_services: Vec<String>,
     pub suggested_actions: Vec<String>,
 }
-event_type!(SystemPerformanceDegraded, "system.performance.degraded", SYSTEM);
+event_type!(
+    SystemPerformanceDegraded,
+    "system.performance.degraded",
+    SYSTEM
+);
 
 /// `system.bench.ping`: the no-op event of `strategist bench` and of tests; no
 /// production pool handles it.

@@ -1,8 +1,8 @@
 //! Events of `user.events`: sign-up, login, preferences.
 
-use serde_json::{Map, Value};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
 use super::{event_type, streams::USER};
 
@@ -60,4 +60,8 @@ pub struct UserEmbeddingModelChanged {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 }
-event_type!(UserEmbeddingModelChanged, "user.embedding.model.changed", USER);
+event_type!(
+    UserEmbeddingModelChanged,
+    "user.embedding.model.changed",
+    USER
+);
