@@ -20,7 +20,7 @@ use crate::hooks::Hooks;
 use crate::keys::Keys;
 use crate::pool::{Pool, StartFrom};
 use crate::redis_io;
-use crate::router::{Drain, Route, Router};
+use crate::router::{Drain, Route, Router, Source};
 use crate::stats::RouteStats;
 use crate::worker::Worker;
 
@@ -135,16 +135,29 @@ impl Engine {
         let mut n = 0usize;
         for pool in pools {
             for stream in pool.streams() {
-                let key = config.keys.stream(stream);
+                let sources = vec![
+                    Source {
+                        key: config.keys.stream(stream),
+                        retry_key: config.keys.retry(stream, &pool.name),
+                    },
+                    Source {
+                        key: config.keys.redeliver(stream, &pool.name),
+                        retry_key: config.keys.redeliver_retry(stream, &pool.name),
+                    },
+                ];
                 let mut conn = shared.clone();
-                let from_start = pool.options.start_from == StartFrom::Beginning;
-                redis_io::ensure_group(&mut conn, &key, &pool.name, from_start)
-                    .await
-                    .map_err(|source| EngineError::Group {
-                        stream: key.clone(),
-                        group: pool.name.clone(),
-                        source,
-                    })?;
+                for (i, src) in sources.iter().enumerate() {
+                    // A redelivery stream holds only what was sent back on purpose:
+                    // always read it from its start.
+                    let from_start = i > 0 || pool.options.start_from == StartFrom::Beginning;
+                    redis_io::ensure_group(&mut conn, &src.key, &pool.name, from_start)
+                        .await
+                        .map_err(|source| EngineError::Group {
+                            stream: src.key.clone(),
+                            group: pool.name.clone(),
+                            source,
+                        })?;
+                }
                 let consumer = format!("{}-{n}", config.consumer_prefix);
                 let o = &pool.options;
                 let workers: Vec<Addr<Worker>> = (0..o.workers)
@@ -166,8 +179,7 @@ impl Engine {
                 let route = Arc::new(Route {
                     stream: stream.to_owned(),
                     dlq_key: config.keys.dlq(stream),
-                    retry_key: config.keys.retry(stream, &pool.name),
-                    key,
+                    sources,
                     group: pool.name.clone(),
                     consumer: consumer.clone(),
                     part: format!("router:{stream}/{}", pool.name),

@@ -9,7 +9,6 @@ use std::sync::Arc;
 
 use futures_util::FutureExt;
 use futures_util::future::LocalBoxFuture;
-use serde::Deserialize;
 
 use crate::catalog::EventType;
 use crate::envelope::Envelope;

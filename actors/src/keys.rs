@@ -45,6 +45,22 @@ impl Keys {
         format!("{{{}{stream}}}.retry:{group}", self.prefix)
     }
 
+    /// The stream through which dead letters go back to the one group that failed
+    /// them; only that group reads it.
+    pub fn redeliver(&self, stream: &str, group: &str) -> String {
+        format!("{{{}{stream}}}.redeliver:{group}", self.prefix)
+    }
+
+    /// The retry schedule of a group's redelivery stream.
+    pub fn redeliver_retry(&self, stream: &str, group: &str) -> String {
+        format!("{{{}{stream}}}.redeliver-retry:{group}", self.prefix)
+    }
+
+    /// The audit trail of what was done to dead letters (dropped, resolved).
+    pub fn audit(&self, stream: &str) -> String {
+        format!("{{{}{stream}}}.dlq.audit", self.prefix)
+    }
+
     /// The publish de-duplication marker of one event id on one stream.
     pub fn dedupe(&self, stream: &str, event_id: &str) -> String {
         format!("{{{}{stream}}}.seen:{event_id}", self.prefix)
@@ -71,5 +87,8 @@ mod tests {
         assert_eq!(tag(&k.dlq("user.events")), s);
         assert_eq!(tag(&k.retry("user.events", "g")), s);
         assert_eq!(tag(&k.dedupe("user.events", "id")), s);
+        assert_eq!(tag(&k.redeliver("user.events", "g")), s);
+        assert_eq!(tag(&k.redeliver_retry("user.events", "g")), s);
+        assert_eq!(tag(&k.audit("user.events")), s);
     }
 }

@@ -49,7 +49,7 @@ pub use handler::{Event, Handler, HandlerError};
 pub use health::Health;
 pub use hooks::{DeadLetter, DeadLetterReason, Hooks};
 pub use keys::Keys;
-pub use pool::{Pool, PoolOptions, StartFrom};
+pub use pool::{Pool, PoolOptions, StartFrom, TypeOptions};
 pub use publisher::{PublishError, Published, Publisher};
 pub use retry::{BackoffStrategy, RetryPolicy};
 pub use stats::{RouteStats, StatsSnapshot};

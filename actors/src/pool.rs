@@ -4,7 +4,7 @@
 //! A pool reads every stream that one of its handlers' types belongs to; per process
 //! the engine starts one router and `workers` worker actors per (stream, pool).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::time::Duration;
 
@@ -63,6 +63,21 @@ pub struct PoolOptions {
     pub restart_cooldown_ms: u64,
     /// Where the group starts when it is created.
     pub start_from: StartFrom,
+    /// Settings of single event types, over the pool's.
+    pub types: BTreeMap<String, TypeOptions>,
+}
+
+/// Settings of one event type within a pool.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TypeOptions {
+    /// A payload field (e.g. `file_id`): entries with the same value are handled one
+    /// after another in stream order, also across retries; others in parallel.
+    pub ordering_key: Option<String>,
+    /// A retry policy of its own.
+    pub retry: Option<RetryPolicy>,
+    /// A handler timeout of its own.
+    pub handler_timeout_ms: Option<u64>,
 }
 
 impl Default for PoolOptions {
@@ -82,6 +97,7 @@ impl Default for PoolOptions {
             restart_window_ms: 60_000,
             restart_cooldown_ms: 30_000,
             start_from: StartFrom::Beginning,
+            types: BTreeMap::new(),
         }
     }
 }
@@ -98,10 +114,15 @@ impl PoolOptions {
         if self.claim_idle_ms < 3 * self.claim_interval_ms.max(1) / 2 {
             return Err("claim_idle_ms must be well above claim_interval_ms".into());
         }
-        if self.max_deliveries < self.retry.max_attempts {
-            return Err("max_deliveries must be at least retry.max_attempts".into());
+        let policies = std::iter::once(&self.retry)
+            .chain(self.types.values().filter_map(|t| t.retry.as_ref()));
+        for p in policies {
+            if self.max_deliveries < p.max_attempts {
+                return Err("max_deliveries must be at least retry.max_attempts".into());
+            }
+            p.validate()?;
         }
-        self.retry.validate()
+        Ok(())
     }
 
     /// Entries one router may hold at once.
@@ -111,6 +132,31 @@ impl PoolOptions {
 
     pub(crate) fn ms(v: u64) -> Duration {
         Duration::from_millis(v)
+    }
+
+    /// The retry policy of `event_type`.
+    pub fn retry_for(&self, event_type: &str) -> &RetryPolicy {
+        self.types
+            .get(event_type)
+            .and_then(|t| t.retry.as_ref())
+            .unwrap_or(&self.retry)
+    }
+
+    /// The handler timeout of `event_type`.
+    pub fn timeout_for(&self, event_type: &str) -> Duration {
+        let ms = self
+            .types
+            .get(event_type)
+            .and_then(|t| t.handler_timeout_ms)
+            .unwrap_or(self.handler_timeout_ms);
+        Duration::from_millis(ms)
+    }
+
+    /// The ordering key field of `event_type`, if it has one.
+    pub fn ordering_key_for(&self, event_type: &str) -> Option<&str> {
+        self.types
+            .get(event_type)
+            .and_then(|t| t.ordering_key.as_deref())
     }
 }
 

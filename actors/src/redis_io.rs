@@ -19,6 +19,8 @@ pub struct Entry {
     pub fields: Vec<(String, Vec<u8>)>,
     /// Delivery count including this delivery.
     pub deliveries: u32,
+    /// The key of the stream it was read from (empty where the reply does not say).
+    pub key: String,
 }
 
 impl Entry {
@@ -34,6 +36,10 @@ pub(crate) static DEAD_LETTER: LazyLock<redis::Script> =
     LazyLock::new(|| redis::Script::new(include_str!("scripts/dead_letter.lua")));
 pub(crate) static RETIRE_CONSUMERS: LazyLock<redis::Script> =
     LazyLock::new(|| redis::Script::new(include_str!("scripts/retire_consumers.lua")));
+pub(crate) static PUBLISH_ONCE: LazyLock<redis::Script> =
+    LazyLock::new(|| redis::Script::new(include_str!("scripts/publish_once.lua")));
+pub(crate) static REDELIVER: LazyLock<redis::Script> =
+    LazyLock::new(|| redis::Script::new(include_str!("scripts/redeliver.lua")));
 
 /// Creates `group` on `stream` (and the stream) unless it exists.
 pub async fn ensure_group<C: ConnectionLike + Send>(
@@ -120,6 +126,7 @@ pub(crate) fn parse_entry(v: Value, deliveries: u32) -> Option<Entry> {
         id,
         fields,
         deliveries,
+        key: String::new(),
     })
 }
 
@@ -134,24 +141,37 @@ pub fn parse_entries(v: Value) -> Vec<Entry> {
 /// Parses the reply of `XREADGROUP`/`XREAD` on one or more streams: a nil (timeout),
 /// or per stream `[name, [[id, fields], ...]]` (a map under RESP3).
 pub fn parse_stream_reply(v: Value) -> Vec<Entry> {
-    let per_stream: Vec<Value> = match v {
+    let per_stream: Vec<(String, Value)> = match v {
         Value::Array(a) => a
             .into_iter()
             .filter_map(|s| match s {
-                Value::Array(mut p) if p.len() == 2 => Some(p.remove(1)),
+                Value::Array(mut p) if p.len() == 2 => {
+                    let entries = p.remove(1);
+                    Some((text(&p[0]).unwrap_or_default(), entries))
+                }
                 _ => None,
             })
             .collect(),
-        Value::Map(m) => m.into_iter().map(|(_, v)| v).collect(),
+        Value::Map(m) => m
+            .into_iter()
+            .map(|(k, v)| (text(&k).unwrap_or_default(), v))
+            .collect(),
         _ => Vec::new(),
     };
     per_stream
         .into_iter()
-        .flat_map(|entries| match entries {
-            Value::Array(a) => a,
-            _ => Vec::new(),
+        .flat_map(|(key, entries)| {
+            let list = match entries {
+                Value::Array(a) => a,
+                _ => Vec::new(),
+            };
+            list.into_iter().filter_map(move |e| {
+                parse_entry(e, 1).map(|mut e| {
+                    e.key.clone_from(&key);
+                    e
+                })
+            })
         })
-        .filter_map(|e| parse_entry(e, 1))
         .collect()
 }
 
@@ -221,6 +241,7 @@ mod tests {
         assert_eq!(e.len(), 2);
         assert_eq!(e[0].fields, vec![("a".to_string(), b"b".to_vec())]);
         assert!(e[1].fields.is_empty());
+        assert_eq!(e[0].key, "s");
         assert!(parse_stream_reply(Value::Nil).is_empty());
     }
 }

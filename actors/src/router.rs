@@ -1,21 +1,24 @@
 //! The router actor: one per (stream, consumer group) per process. It reads the
-//! stream with `XREADGROUP ... BLOCK` on a connection of its own, hands entries to its
-//! workers, acks successes in batches, schedules retries, dead-letters what cannot
-//! succeed, takes over entries of consumers that died, keeps its own entries' leases
-//! fresh, and retires consumers that are gone.
+//! stream (and the group's redelivery stream) with `XREADGROUP ... BLOCK` on a
+//! connection of its own, hands entries to its workers, acks successes in batches,
+//! schedules retries, dead-letters what cannot succeed, keeps entries with the same
+//! ordering key in order, takes over entries of consumers that died, keeps its own
+//! entries' leases fresh, and retires consumers that are gone.
 //!
 //! Invariants:
 //! - an entry is acked only after its handler succeeded, or after it was moved to
 //!   the dead letters in the same atomic step, or when it cannot ever run (trimmed,
 //!   or of a type this group does not handle);
-//! - at most `capacity` entries are in flight: the router reads only as much as its
+//! - at most `capacity` entries are held: the router reads only as much as its
 //!   workers have room for, so a slow handler slows reading instead of filling memory;
-//! - an entry in flight here is never dispatched twice by this router, and its idle
-//!   time is refreshed so no other consumer claims it while it runs;
+//! - an entry held here is never dispatched twice by this router, and its idle time
+//!   is refreshed so no other consumer claims it while it runs or waits;
+//! - entries with the same ordering key run one at a time in the order they were
+//!   read, and a key waits while its holder waits for a retry;
 //! - while draining, nothing new is read or claimed; the drain completes when
-//!   everything in flight has ended and every ack has been written.
+//!   everything held has ended and every ack has been written.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -35,12 +38,19 @@ use crate::redis_io::{self, CLAIM, DEAD_LETTER, Entry, RETIRE_CONSUMERS};
 use crate::stats::RouteStats;
 use crate::worker::{Deliver, Outcome, Worker};
 
+/// One stream a router reads: the main stream, or its group's redelivery stream.
+pub(crate) struct Source {
+    pub(crate) key: String,
+    /// The group's retry schedule for entries of this stream.
+    pub(crate) retry_key: String,
+}
+
 /// Everything fixed about one router.
 pub(crate) struct Route {
     pub(crate) stream: String,
-    pub(crate) key: String,
+    /// `sources[0]` is the stream itself; `sources[1]` the group's redelivery stream.
+    pub(crate) sources: Vec<Source>,
     pub(crate) dlq_key: String,
-    pub(crate) retry_key: String,
     pub(crate) group: String,
     pub(crate) consumer: String,
     /// Its line on the health board.
@@ -61,13 +71,43 @@ impl Route {
             .or(self.fallback.as_ref())
             .cloned()
     }
+
+    fn source_of(&self, entry: &Entry) -> usize {
+        self.sources
+            .iter()
+            .position(|s| s.key == entry.key)
+            .unwrap_or(0)
+    }
 }
 
-/// An entry a worker holds.
+/// An entry this router holds: running on a worker, or waiting behind an earlier
+/// entry with the same ordering key.
 struct InFlight {
     entry: Entry,
-    worker: usize,
+    /// The worker running it; `None` while it waits for its key.
+    worker: Option<usize>,
     started: Instant,
+    event_type: String,
+    ordering_key: Option<String>,
+}
+
+/// An entry ready to run, kept while it waits for its ordering key.
+struct Ready {
+    id: String,
+    envelope: Envelope,
+    handler: Handler,
+}
+
+/// The state of one ordering key.
+#[derive(Default)]
+struct KeyState {
+    /// The entry that holds the key (running, or waiting for its retry).
+    holder: Option<String>,
+    /// When a holder parked for a retry is given up on (it may have been claimed by
+    /// another process), so the key's queue does not wait forever.
+    parked_until: Option<Instant>,
+    /// Later entries with the key, in stream order.
+    waiting: VecDeque<Ready>,
 }
 
 pub(crate) struct Router {
@@ -80,17 +120,19 @@ pub(crate) struct Router {
     /// `CLIENT ID` of `reader`, to unblock it at shutdown.
     reader_id: Option<i64>,
     workers: Vec<Addr<Worker>>,
-    /// Entries in flight per worker.
+    /// Entries running per worker.
     load: Vec<usize>,
     in_flight: HashMap<String, InFlight>,
-    /// Entry ids waiting to be acked.
-    acks: Vec<String>,
+    /// Entries waiting to be acked, by source.
+    acks: Vec<(usize, String)>,
+    /// Ordering keys in use.
+    keys: HashMap<String, KeyState>,
     acking: bool,
     reading: bool,
     connecting: bool,
     claiming: bool,
-    /// Where the next scan for stale entries starts.
-    claim_cursor: String,
+    /// Where the next scan for stale entries starts, per source.
+    claim_cursors: Vec<String>,
     /// Scripts and retry writes under way (a drain waits for them).
     ops: usize,
     draining: bool,
@@ -107,6 +149,7 @@ impl Router {
         health: Health,
     ) -> Self {
         let n = workers.len();
+        let sources = route.sources.len();
         Router {
             route,
             client,
@@ -117,11 +160,12 @@ impl Router {
             load: vec![0; n],
             in_flight: HashMap::new(),
             acks: Vec::new(),
+            keys: HashMap::new(),
             acking: false,
             reading: false,
             connecting: false,
             claiming: false,
-            claim_cursor: "-".into(),
+            claim_cursors: vec!["-".into(); sources],
             ops: 0,
             draining: false,
             drain_waiters: Vec::new(),
@@ -212,9 +256,13 @@ impl Router {
             .arg(room.min(r.options.read_count))
             .arg("BLOCK")
             .arg(r.options.block_ms)
-            .arg("STREAMS")
-            .arg(&r.key)
-            .arg(">");
+            .arg("STREAMS");
+        for src in &r.sources {
+            cmd.arg(&src.key);
+        }
+        for _ in &r.sources {
+            cmd.arg(">");
+        }
         let fut = async move { cmd.query_async::<Value>(&mut conn).await };
         ctx.spawn(
             actix::fut::wrap_future(fut).map(|res, act: &mut Self, ctx| act.on_read(res, ctx)),
@@ -238,7 +286,11 @@ impl Router {
                 let r = self.route.clone();
                 let fut = async move {
                     let start = r.options.start_from == crate::pool::StartFrom::Beginning;
-                    redis_io::ensure_group(&mut conn, &r.key, &r.group, start).await
+                    for (i, src) in r.sources.iter().enumerate() {
+                        redis_io::ensure_group(&mut conn, &src.key, &r.group, start || i > 0)
+                            .await?;
+                    }
+                    Ok::<(), RedisError>(())
                 };
                 ctx.spawn(
                     actix::fut::wrap_future(fut).map(|res, act: &mut Self, ctx| {
@@ -272,7 +324,8 @@ impl Router {
         self.maybe_finish_drain();
     }
 
-    /// Decides what to do with one entry: run it, skip it, or set it aside.
+    /// Decides what to do with one entry: run it, queue it behind its ordering key,
+    /// skip it, or set it aside.
     fn dispatch(&mut self, entry: Entry, ctx: &mut Context<Self>) {
         if self.in_flight.contains_key(&entry.id) {
             return;
@@ -280,7 +333,8 @@ impl Router {
         if entry.fields.is_empty() {
             RouteStats::add(&self.route.stats.gone, 1);
             tracing::warn!(router = %self.route.part, entry = %entry.id, "pending entry was trimmed from the stream; acking it");
-            self.ack(entry.id, ctx);
+            let src = self.route.source_of(&entry);
+            self.ack(src, entry.id, ctx);
             return;
         }
         let env = match Envelope::from_pairs(entry.pairs()) {
@@ -307,7 +361,8 @@ impl Router {
         };
         let Some(handler) = self.route.handler_for(&env.event_type) else {
             RouteStats::add(&self.route.stats.skipped, 1);
-            self.ack(entry.id, ctx);
+            let src = self.route.source_of(&entry);
+            self.ack(src, entry.id, ctx);
             return;
         };
         if entry.deliveries > self.opts().max_deliveries {
@@ -318,60 +373,140 @@ impl Router {
             );
             return self.dead_letter(entry, DeadLetterReason::MaxDeliveries, msg, Some(env), ctx);
         }
-        let worker = (0..self.load.len())
-            .min_by_key(|i| self.load[*i])
-            .unwrap_or_default();
-        self.load[worker] += 1;
+        let ordering_key =
+            self.opts()
+                .ordering_key_for(&env.event_type)
+                .map(|field| match env.data.get(field) {
+                    Some(serde_json::Value::String(s)) => format!("{field}={s}"),
+                    Some(v) => format!("{field}={v}"),
+                    None => format!("{field}=<none>"),
+                });
         let id = entry.id.clone();
-        let deliver = Deliver {
-            envelope: env,
-            handler,
-            timeout: Duration::from_millis(self.opts().handler_timeout_ms),
-        };
-        let send = self.workers[worker].send(deliver);
         self.in_flight.insert(
             id.clone(),
             InFlight {
                 entry,
-                worker,
+                worker: None,
                 started: Instant::now(),
+                event_type: env.event_type.clone(),
+                ordering_key: ordering_key.clone(),
             },
         );
+        let ready = Ready {
+            id: id.clone(),
+            envelope: env,
+            handler,
+        };
+        match ordering_key {
+            None => self.run(ready, ctx),
+            Some(k) => {
+                let state = self.keys.entry(k).or_default();
+                match &state.holder {
+                    Some(holder) if *holder != id => state.waiting.push_back(ready),
+                    _ => {
+                        state.holder = Some(id);
+                        state.parked_until = None;
+                        self.run(ready, ctx);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Hands a ready entry to the least loaded worker.
+    fn run(&mut self, ready: Ready, ctx: &mut Context<Self>) {
+        let Ready {
+            id,
+            envelope,
+            handler,
+        } = ready;
+        let worker = (0..self.load.len())
+            .min_by_key(|i| self.load[*i])
+            .unwrap_or_default();
+        self.load[worker] += 1;
+        if let Some(f) = self.in_flight.get_mut(&id) {
+            f.worker = Some(worker);
+            f.started = Instant::now();
+        }
+        let deliver = Deliver {
+            timeout: self.opts().timeout_for(&envelope.event_type),
+            envelope,
+            handler,
+        };
+        let send = self.workers[worker].send(deliver);
         ctx.spawn(
             actix::fut::wrap_future(send)
                 .map(move |res, act: &mut Self, ctx| act.on_done(id, res, ctx)),
         );
     }
 
+    /// The entry holding `key` is done with it (handled or dead-lettered): the next
+    /// waiting entry with the key runs.
+    fn release_key(&mut self, key: &str, ctx: &mut Context<Self>) {
+        let Some(state) = self.keys.get_mut(key) else {
+            return;
+        };
+        match state.waiting.pop_front() {
+            Some(next) => {
+                state.holder = Some(next.id.clone());
+                state.parked_until = None;
+                self.run(next, ctx);
+            }
+            None => {
+                self.keys.remove(key);
+            }
+        }
+    }
+
     fn on_done(&mut self, id: String, res: Result<Outcome, MailboxError>, ctx: &mut Context<Self>) {
         let Some(f) = self.in_flight.remove(&id) else {
             return;
         };
-        self.load[f.worker] = self.load[f.worker].saturating_sub(1);
-        let stats = &self.route.stats;
+        if let Some(w) = f.worker {
+            self.load[w] = self.load[w].saturating_sub(1);
+        }
+        let stats = self.route.stats.clone();
         RouteStats::add(&stats.busy_us, f.started.elapsed().as_micros() as u64);
+        let src = self.route.source_of(&f.entry);
+        let key = f.ordering_key.clone();
+        let mut parked = false;
         match res {
             Ok(Outcome::Done) => {
                 RouteStats::add(&stats.handled, 1);
-                self.ack(id, ctx);
+                self.ack(src, id, ctx);
             }
             Ok(Outcome::Failed(HandlerError::Permanent(m))) => {
                 RouteStats::add(&stats.failed, 1);
                 self.dead_letter(f.entry, DeadLetterReason::HandlerFailed, m, None, ctx);
             }
             Ok(Outcome::Failed(HandlerError::Retryable(m))) => {
-                self.retry_or_dead_letter(f.entry, DeadLetterReason::HandlerFailed, m, ctx)
+                parked = self.retry_or_dead_letter(f, DeadLetterReason::HandlerFailed, m, ctx)
             }
             Ok(Outcome::Panicked(m)) => {
-                self.retry_or_dead_letter(f.entry, DeadLetterReason::Panicked, m, ctx)
+                parked = self.retry_or_dead_letter(f, DeadLetterReason::Panicked, m, ctx)
             }
             Ok(Outcome::TimedOut) => {
-                let m = format!("handler ran past {} ms", self.opts().handler_timeout_ms);
-                self.retry_or_dead_letter(f.entry, DeadLetterReason::Timeout, m, ctx)
+                let m = format!(
+                    "handler ran past {} ms",
+                    self.opts().timeout_for(&f.event_type).as_millis()
+                );
+                parked = self.retry_or_dead_letter(f, DeadLetterReason::Timeout, m, ctx)
             }
             Err(e) => {
                 let m = format!("worker stopped while handling: {e}");
-                self.retry_or_dead_letter(f.entry, DeadLetterReason::Panicked, m, ctx)
+                parked = self.retry_or_dead_letter(f, DeadLetterReason::Panicked, m, ctx)
+            }
+        }
+        if let Some(k) = key {
+            if parked {
+                // The key waits for this entry's retry; later entries stay queued.
+                let slack = Duration::from_millis(10 * self.opts().claim_interval_ms + 5000);
+                let policy_max = Duration::from_millis(self.opts().retry.max_delay_ms);
+                if let Some(state) = self.keys.get_mut(&k) {
+                    state.parked_until = Some(Instant::now() + policy_max + slack);
+                }
+            } else {
+                self.release_key(&k, ctx);
             }
         }
         self.fill(ctx);
@@ -379,17 +514,20 @@ impl Router {
     }
 
     /// Schedules another attempt in Redis, or gives up when attempts are spent.
+    /// True when a retry was scheduled.
     fn retry_or_dead_letter(
         &mut self,
-        entry: Entry,
+        f: InFlight,
         reason: DeadLetterReason,
         error: String,
         ctx: &mut Context<Self>,
-    ) {
+    ) -> bool {
         RouteStats::add(&self.route.stats.failed, 1);
-        let policy = &self.opts().retry;
+        let policy = self.opts().retry_for(&f.event_type);
+        let entry = f.entry;
         if !policy.allows_another(entry.deliveries) {
-            return self.dead_letter(entry, reason, error, None, ctx);
+            self.dead_letter(entry, reason, error, None, ctx);
+            return false;
         }
         let delay = policy.delay(entry.deliveries);
         tracing::info!(
@@ -399,7 +537,9 @@ impl Router {
         RouteStats::add(&self.route.stats.retried, 1);
         let due = now_millis().timestamp_millis() + delay.as_millis() as i64;
         let mut conn = self.shared.clone();
-        let key = self.route.retry_key.clone();
+        let key = self.route.sources[self.route.source_of(&entry)]
+            .retry_key
+            .clone();
         let id = entry.id;
         self.ops += 1;
         let fut = async move {
@@ -418,6 +558,7 @@ impl Router {
             }
             act.maybe_finish_drain();
         }));
+        true
     }
 
     /// Moves an entry to `{stream}.dlq` and acks it, atomically.
@@ -431,8 +572,9 @@ impl Router {
     ) {
         let r = self.route.clone();
         tracing::warn!(router = %r.part, entry = %entry.id, %reason, error = %error, "dead-lettering entry");
+        let src = &r.sources[r.source_of(&entry)];
         let mut inv = DEAD_LETTER.prepare_invoke();
-        inv.key(&r.key).key(&r.dlq_key).key(&r.retry_key);
+        inv.key(&src.key).key(&r.dlq_key).key(&src.retry_key);
         inv.arg(&r.group).arg(&entry.id).arg(r.dlq_maxlen);
         for (k, v) in &entry.fields {
             if !k.starts_with("dlq_") {
@@ -479,8 +621,8 @@ impl Router {
         }));
     }
 
-    fn ack(&mut self, id: String, ctx: &mut Context<Self>) {
-        self.acks.push(id);
+    fn ack(&mut self, source: usize, id: String, ctx: &mut Context<Self>) {
+        self.acks.push((source, id));
         self.flush_acks(ctx);
     }
 
@@ -491,18 +633,30 @@ impl Router {
             return;
         }
         self.acking = true;
-        let ids = std::mem::take(&mut self.acks);
-        let mut cmd = redis::cmd("XACK");
-        cmd.arg(&self.route.key).arg(&self.route.group).arg(&ids);
+        let batch = std::mem::take(&mut self.acks);
+        let mut pipe = redis::pipe();
+        for (i, src) in self.route.sources.iter().enumerate() {
+            let ids: Vec<&String> = batch
+                .iter()
+                .filter(|(s, _)| *s == i)
+                .map(|(_, id)| id)
+                .collect();
+            if !ids.is_empty() {
+                pipe.cmd("XACK")
+                    .arg(&src.key)
+                    .arg(&self.route.group)
+                    .arg(ids);
+            }
+        }
         let mut conn = self.shared.clone();
-        let fut = async move { cmd.query_async::<u64>(&mut conn).await };
+        let fut = async move { pipe.query_async::<Vec<u64>>(&mut conn).await };
         ctx.spawn(actix::fut::wrap_future(fut).map(move |res, act: &mut Self, ctx| {
             act.acking = false;
             match res {
-                Ok(n) => RouteStats::add(&act.route.stats.acked, n),
+                Ok(n) => RouteStats::add(&act.route.stats.acked, n.iter().sum()),
                 Err(e) => {
-                    tracing::warn!(router = %act.route.part, error = %e, count = ids.len(), "ack failed; will retry");
-                    act.acks.extend(ids);
+                    tracing::warn!(router = %act.route.part, error = %e, count = batch.len(), "ack failed; will retry");
+                    act.acks.extend(batch);
                     ctx.run_later(Duration::from_millis(200), |act, ctx| act.flush_acks(ctx));
                     return;
                 }
@@ -512,40 +666,66 @@ impl Router {
         }));
     }
 
-    /// Takes due retries and entries of dead consumers.
+    /// Takes due retries and entries of dead consumers, from every source.
     fn claim(&mut self, ctx: &mut Context<Self>) {
         if self.draining || self.claiming || self.reader.is_none() {
             return;
         }
-        let room = self.room();
+        self.release_abandoned_keys(ctx);
+        // Holders parked for a retry always get a place, or a full queue behind
+        // their key could never move again.
+        let parked = self
+            .keys
+            .values()
+            .filter(|k| k.parked_until.is_some())
+            .count();
+        let room = self.room() + parked;
         if room == 0 {
             return;
         }
         self.claiming = true;
-        let r = &self.route;
-        let mut inv = CLAIM.prepare_invoke();
-        inv.key(&r.key).key(&r.retry_key);
-        inv.arg(&r.group)
-            .arg(&r.consumer)
-            .arg(r.options.claim_idle_ms)
-            .arg(room)
-            .arg(now_millis().timestamp_millis())
-            .arg(&self.claim_cursor);
+        let r = self.route.clone();
+        let now = now_millis().timestamp_millis();
+        let invocations: Vec<_> = r
+            .sources
+            .iter()
+            .zip(&self.claim_cursors)
+            .map(|(src, cursor)| {
+                let mut inv = CLAIM.prepare_invoke();
+                inv.key(&src.key).key(&src.retry_key);
+                inv.arg(&r.group)
+                    .arg(&r.consumer)
+                    .arg(r.options.claim_idle_ms)
+                    .arg(room)
+                    .arg(now)
+                    .arg(cursor);
+                inv
+            })
+            .collect();
         let mut conn = self.shared.clone();
-        let fut = async move { inv.invoke_async::<Value>(&mut conn).await };
-        ctx.spawn(actix::fut::wrap_future(fut).map(|res, act: &mut Self, ctx| {
+        let fut = async move {
+            let mut out = Vec::new();
+            for inv in invocations {
+                out.push(inv.invoke_async::<Value>(&mut conn).await?);
+            }
+            Ok::<_, RedisError>(out)
+        };
+        ctx.spawn(actix::fut::wrap_future(fut).map(move |res, act: &mut Self, ctx| {
             act.claiming = false;
             match res {
-                Ok(v) => {
-                    let c = redis_io::parse_claim(v);
-                    act.claim_cursor = c.cursor;
-                    if c.gone > 0 {
-                        RouteStats::add(&act.route.stats.gone, c.gone);
-                        tracing::warn!(router = %act.route.part, count = c.gone, "pending entries had been trimmed; acked them");
-                    }
-                    RouteStats::add(&act.route.stats.claimed, c.entries.len() as u64);
-                    for e in c.entries {
-                        act.dispatch(e, ctx);
+                Ok(replies) => {
+                    for (i, v) in replies.into_iter().enumerate() {
+                        let c = redis_io::parse_claim(v);
+                        act.claim_cursors[i] = c.cursor;
+                        if c.gone > 0 {
+                            RouteStats::add(&act.route.stats.gone, c.gone);
+                            tracing::warn!(router = %act.route.part, count = c.gone, "pending entries had been trimmed; acked them");
+                        }
+                        RouteStats::add(&act.route.stats.claimed, c.entries.len() as u64);
+                        for mut e in c.entries {
+                            e.key.clone_from(&r.sources[i].key);
+                            act.dispatch(e, ctx);
+                        }
                     }
                 }
                 Err(e) => tracing::warn!(router = %act.route.part, error = %e, "claim failed"),
@@ -554,28 +734,55 @@ impl Router {
         }));
     }
 
-    /// Resets the idle time of entries that have been running a while, so that no
-    /// other consumer takes them for abandoned.
-    fn refresh_leases(&mut self, ctx: &mut Context<Self>) {
-        let min_age = Duration::from_millis(self.opts().claim_idle_ms / 3);
-        let ids: Vec<&String> = self
-            .in_flight
+    /// A key whose holder went to retry and did not come back in time (another
+    /// process may have claimed it) stops blocking the entries behind it.
+    fn release_abandoned_keys(&mut self, ctx: &mut Context<Self>) {
+        let now = Instant::now();
+        let stale: Vec<String> = self
+            .keys
             .iter()
-            .filter(|(_, f)| f.started.elapsed() >= min_age)
-            .map(|(id, _)| id)
+            .filter(|(_, k)| k.parked_until.is_some_and(|t| t < now))
+            .map(|(name, _)| name.clone())
             .collect();
-        if ids.is_empty() {
+        for k in stale {
+            tracing::warn!(router = %self.route.part, key = %k, "retry of the key's holder did not come back; moving on");
+            self.release_key(&k, ctx);
+        }
+    }
+
+    /// Resets the idle time of entries that have been held a while (running or
+    /// waiting for their key), so that no other consumer takes them for abandoned.
+    fn refresh_leases(&mut self, ctx: &mut Context<Self>) {
+        let min_age = Duration::from_millis(self.opts().claim_idle_ms / 4);
+        let mut pipe = redis::pipe();
+        let mut any = false;
+        for (i, src) in self.route.sources.iter().enumerate() {
+            let ids: Vec<&String> = self
+                .in_flight
+                .iter()
+                .filter(|(_, f)| {
+                    f.started.elapsed() >= min_age && self.route.source_of(&f.entry) == i
+                })
+                .map(|(id, _)| id)
+                .collect();
+            if ids.is_empty() {
+                continue;
+            }
+            any = true;
+            pipe.cmd("XCLAIM")
+                .arg(&src.key)
+                .arg(&self.route.group)
+                .arg(&self.route.consumer)
+                .arg(0)
+                .arg(ids)
+                .arg("JUSTID")
+                .ignore();
+        }
+        if !any {
             return;
         }
-        let mut cmd = redis::cmd("XCLAIM");
-        cmd.arg(&self.route.key)
-            .arg(&self.route.group)
-            .arg(&self.route.consumer)
-            .arg(0)
-            .arg(&ids)
-            .arg("JUSTID");
         let mut conn = self.shared.clone();
-        let fut = async move { cmd.query_async::<Value>(&mut conn).await };
+        let fut = async move { pipe.query_async::<()>(&mut conn).await };
         ctx.spawn(actix::fut::wrap_future(fut).map(|res, act: &mut Self, _| {
             if let Err(e) = res {
                 tracing::warn!(router = %act.route.part, error = %e, "lease refresh failed");
@@ -589,12 +796,25 @@ impl Router {
             return;
         }
         let r = &self.route;
-        let mut inv = RETIRE_CONSUMERS.prepare_invoke();
-        inv.key(&r.key)
-            .arg(&r.group)
-            .arg(r.options.consumer_gc_idle_ms);
+        let invocations: Vec<_> = r
+            .sources
+            .iter()
+            .map(|src| {
+                let mut inv = RETIRE_CONSUMERS.prepare_invoke();
+                inv.key(&src.key)
+                    .arg(&r.group)
+                    .arg(r.options.consumer_gc_idle_ms);
+                inv
+            })
+            .collect();
         let mut conn = self.shared.clone();
-        let fut = async move { inv.invoke_async::<Vec<String>>(&mut conn).await };
+        let fut = async move {
+            let mut gone = Vec::new();
+            for inv in invocations {
+                gone.extend(inv.invoke_async::<Vec<String>>(&mut conn).await?);
+            }
+            Ok::<_, RedisError>(gone)
+        };
         ctx.spawn(actix::fut::wrap_future(fut).map(|res, act: &mut Self, _| match res {
             Ok(gone) if !gone.is_empty() => {
                 tracing::info!(router = %act.route.part, consumers = ?gone, "retired consumers that were gone");
@@ -635,7 +855,7 @@ impl Actor for Router {
             act.claim(ctx)
         });
         ctx.run_interval(
-            PoolOptions::ms((o.claim_idle_ms / 4).max(10)),
+            PoolOptions::ms((o.claim_idle_ms / 8).max(10)),
             |act, ctx| act.refresh_leases(ctx),
         );
         ctx.run_interval(
@@ -647,7 +867,7 @@ impl Actor for Router {
 
 impl Supervised for Router {
     fn restarting(&mut self, _ctx: &mut Context<Self>) {
-        // Whatever was in flight is still pending in Redis and is claimed again once
+        // Whatever was held is still pending in Redis and is claimed again once
         // stale; start clean.
         tracing::error!(router = %self.route.part, "router restarted");
         self.reader = None;
@@ -658,6 +878,7 @@ impl Supervised for Router {
         self.acking = false;
         self.ops = 0;
         self.in_flight.clear();
+        self.keys.clear();
         self.load.iter_mut().for_each(|l| *l = 0);
     }
 }
