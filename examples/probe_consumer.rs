@@ -7,14 +7,20 @@
 //! `PROBE_HANDLE_MS` (0): how long each handler sleeps before recording;
 //! `PROBE_CLAIM_IDLE_MS` (1000); `PROBE_GRACE_MS` (10000); `PROBE_GC_IDLE_MS`
 //! (3600000): consumers silent this long with nothing pending are removed.
-//! Records: `HINCRBY probe:handled <event id> 1`, `HINCRBY probe:by-pid <pid> 1`.
+//! `PROBE_FAIL_TIMES` (0): the first N attempts of each event fail (retryable);
+//! `PROBE_MAX_ATTEMPTS` (3) and `PROBE_BASE_DELAY_MS` (1000): its retry policy
+//! (fixed backoff, no jitter).
+//! Records: `HINCRBY probe:handled <event id> 1`, `HINCRBY probe:by-pid <pid> 1`,
+//! `HINCRBY probe:attempts <event id> 1` and `RPUSH probe:times:<event id> <ms>` on
+//! every attempt.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use strategist::events::{self, system::SystemBenchPing};
 use strategist_actors::{
-    Engine, EngineConfig, Event, HandlerError, Health, Hooks, Pool, PoolOptions,
+    BackoffStrategy, Engine, EngineConfig, Event, HandlerError, Health, Hooks, Pool, PoolOptions,
+    RetryPolicy,
 };
 
 fn env(name: &str, default: u64) -> u64 {
@@ -51,14 +57,41 @@ async fn run() -> anyhow::Result<()> {
             claim_idle_ms: claim_idle,
             claim_interval_ms: (claim_idle / 4).max(10),
             consumer_gc_idle_ms: env("PROBE_GC_IDLE_MS", 3_600_000),
+            retry: RetryPolicy {
+                max_attempts: env("PROBE_MAX_ATTEMPTS", 3) as u32,
+                backoff_strategy: BackoffStrategy::Fixed,
+                base_delay_ms: env("PROBE_BASE_DELAY_MS", 1000),
+                max_delay_ms: env("PROBE_BASE_DELAY_MS", 1000),
+                jitter: false,
+            },
             ..PoolOptions::default()
         },
     );
     let recorder = shared.clone();
     let pid = std::process::id();
+    let fail_times = env("PROBE_FAIL_TIMES", 0) as i64;
     pool.on(move |ev: Event<SystemBenchPing>| {
         let mut conn = recorder.clone();
         async move {
+            let id = ev.envelope.id.to_string();
+            let now = chrono::Utc::now().timestamp_millis();
+            let (attempt,): (i64,) = redis::pipe()
+                .cmd("HINCRBY")
+                .arg("probe:attempts")
+                .arg(&id)
+                .arg(1)
+                .cmd("RPUSH")
+                .arg(format!("probe:times:{id}"))
+                .arg(now)
+                .ignore()
+                .query_async(&mut conn)
+                .await
+                .map_err(HandlerError::retryable)?;
+            if attempt <= fail_times {
+                return Err(HandlerError::retryable(format!(
+                    "attempt {attempt} fails on purpose"
+                )));
+            }
             tokio::time::sleep(Duration::from_millis(handle_ms)).await;
             redis::pipe()
                 .cmd("HINCRBY")

@@ -54,6 +54,12 @@ pub struct Settings {
     pub shutdown: ShutdownSettings,
     /// Engine-wide settings.
     pub engine: EngineSettings,
+    /// Publishing.
+    pub publish: PublishSettings,
+    /// The retention keeper.
+    pub retention: RetentionSettings,
+    /// Dead-letter handling.
+    pub dead_letters: DeadLetterSettings,
     /// Retention per stream (`defaults` for the rest).
     pub streams: BTreeMap<String, StreamSettings>,
     /// Raw pool tables; see [`Settings::pool`].
@@ -110,12 +116,46 @@ pub struct EngineSettings {
     pub dlq_maxlen: u64,
 }
 
+/// `[publish]`
+#[derive(Debug, Clone, Deserialize)]
+pub struct PublishSettings {
+    /// De-duplication window by event id (0: off).
+    pub dedupe_window_ms: u64,
+}
+
+/// `[dead_letters]`
+#[derive(Debug, Clone, Deserialize)]
+pub struct DeadLetterSettings {
+    /// Types whose dead letters publish `system.error.critical`.
+    pub critical_types: Vec<String>,
+    /// Sweep period of the rules.
+    pub auto_resolve_interval_ms: u64,
+    /// Auto-resolution rules.
+    pub rules: Vec<strategist_actors::ResolutionRule>,
+}
+
+/// `[retention]`
+#[derive(Debug, Clone, Deserialize)]
+pub struct RetentionSettings {
+    /// Trim period.
+    pub interval_ms: u64,
+    /// Lag report period per stream and group.
+    pub report_interval_ms: u64,
+}
+
 /// `[streams.<name>]`
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StreamSettings {
-    /// Approximate maximum length.
+    /// Keep about this many entries (0: no limit).
+    #[serde(default)]
     pub maxlen: u64,
+    /// Keep entries younger than this (0: no limit).
+    #[serde(default)]
+    pub max_age_ms: u64,
+    /// Never more entries than this (0: no cap).
+    #[serde(default)]
+    pub hard_cap: u64,
 }
 
 /// The design's worker scaling row of one pool.
@@ -204,6 +244,20 @@ impl Settings {
         let mut table = self.pools.get("defaults").cloned().unwrap_or_default();
         let own = self.pools.get(name).cloned().unwrap_or_default();
         merge(&mut table, own);
+        // A type's retry table overrides only the keys it names.
+        if let (Some(Value::Table(pool_retry)), Some(Value::Table(types))) =
+            (table.get("retry").cloned(), table.get_mut("types"))
+        {
+            for (_, t) in types.iter_mut() {
+                if let Some(Value::Table(own)) = t.get("retry").cloned()
+                    && let Value::Table(t) = t
+                {
+                    let mut merged = pool_retry.clone();
+                    merge(&mut merged, own);
+                    t.insert("retry".into(), Value::Table(merged));
+                }
+            }
+        }
         let mut scale = Table::new();
         for k in SCALE_KEYS {
             if let Some(v) = table.remove(k) {
@@ -226,13 +280,17 @@ impl Settings {
         Ok((options, scale))
     }
 
-    /// The `MAXLEN ~` of a stream.
-    pub fn maxlen(&self, stream: &str) -> u64 {
-        self.streams
-            .get(stream)
-            .or_else(|| self.streams.get("defaults"))
-            .map(|s| s.maxlen)
-            .unwrap_or(0)
+    /// The retention of a stream: its own table over `[streams.defaults]`.
+    pub fn stream(&self, stream: &str) -> StreamSettings {
+        let d = self.streams.get("defaults");
+        let own = self.streams.get(stream);
+        let pick =
+            |f: fn(&StreamSettings) -> u64| own.map(f).filter(|v| *v > 0).or(d.map(f)).unwrap_or(0);
+        StreamSettings {
+            maxlen: pick(|s| s.maxlen),
+            max_age_ms: pick(|s| s.max_age_ms),
+            hard_cap: pick(|s| s.hard_cap),
+        }
     }
 }
 
@@ -369,6 +427,32 @@ mod tests {
         assert_eq!(s.shutdown.grace_ms, 5);
         assert_eq!(s.redis.url, "redis://example:1");
         assert_eq!(s.http.addr, "127.0.0.1:0");
+    }
+
+    #[test]
+    fn a_type_retry_table_overrides_only_what_it_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("over.toml");
+        std::fs::write(
+            &file,
+            r#"
+[pools.file-processor.retry]
+base_delay_ms = 10
+[pools.file-processor.types."file.uploaded"]
+ordering_key = "file_id"
+retry = { max_attempts = 5 }
+"#,
+        )
+        .unwrap();
+        let s = Settings::load(Some(&file), env(&[])).unwrap();
+        let (o, _) = s.pool("file-processor").unwrap();
+        let r = o.retry_for("file.uploaded");
+        assert_eq!((r.max_attempts, r.base_delay_ms), (5, 10));
+        assert_eq!(
+            o.retry_for("file.text_extraction.requested").max_attempts,
+            3
+        );
+        assert_eq!(o.ordering_key_for("file.uploaded"), Some("file_id"));
     }
 
     #[test]

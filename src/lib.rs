@@ -8,6 +8,7 @@
 //! - [`pools`]: which consumer group handles which types.
 //! - [`config`]: settings from `config/default.toml`, a file and the environment.
 //! - [`serve`]: `strategist serve`, start-up and graceful shutdown.
+//! - [`hooks`]: what the application publishes when the engine decides alone.
 //! - [`http`]: the HTTP server.
 //! - [`cli`]: the other subcommands (publish, tail, schema, bench).
 //! - [`redis_conn`]: the shared Redis connection with clear errors.
@@ -17,6 +18,7 @@
 pub mod cli;
 pub mod config;
 pub mod events;
+pub mod hooks;
 pub mod http;
 pub mod local_redis;
 pub mod pools;

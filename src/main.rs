@@ -5,8 +5,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use strategist::cli::{bench, publish, schema, tail};
+use strategist::cli::{bench, dlq, publish, schema, tail};
 use strategist::config::Settings;
+use strategist_actors::DeadLetterFilter;
 
 /// The Collective Strategist event system.
 #[derive(Parser)]
@@ -58,6 +59,11 @@ enum Command {
         #[arg(long)]
         count: Option<u64>,
     },
+    /// The dead-letter admin.
+    Dlq {
+        #[command(subcommand)]
+        command: DlqCli,
+    },
     /// JSON Schemas of the event types.
     Schema {
         #[command(subcommand)]
@@ -83,6 +89,76 @@ enum Command {
         /// Print one JSON object.
         #[arg(long)]
         json: bool,
+    },
+}
+
+/// Which dead letters.
+#[derive(clap::Args, Clone)]
+struct Filter {
+    /// Only this stream, e.g. ai.events.
+    #[arg(long)]
+    stream: Option<String>,
+    /// Only this event type.
+    #[arg(long = "type")]
+    event_type: Option<String>,
+    /// Only this reason (handler_failed, invalid_event, unknown_version,
+    /// max_deliveries, panicked, timeout).
+    #[arg(long)]
+    reason: Option<String>,
+    /// Only this consumer group.
+    #[arg(long)]
+    group: Option<String>,
+}
+
+impl From<Filter> for DeadLetterFilter {
+    fn from(f: Filter) -> Self {
+        DeadLetterFilter {
+            stream: f.stream,
+            event_type: f.event_type,
+            reason: f.reason,
+            group: f.group,
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum DlqCli {
+    /// Lists dead letters, one JSON object per line, oldest first.
+    List {
+        #[command(flatten)]
+        filter: Filter,
+        /// At most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// Shows one dead letter (id: <stream>:<entry id>).
+    Show {
+        /// The dead letter's id.
+        id: String,
+    },
+    /// Sends one dead letter (or, with --all, every matching one) back to the group
+    /// that failed it, and to no other.
+    Reprocess {
+        /// The dead letter's id.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        id: Option<String>,
+        /// Every dead letter matching the filter.
+        #[arg(long)]
+        all: bool,
+        #[command(flatten)]
+        filter: Filter,
+    },
+    /// Removes one dead letter (or, with --all, every matching one); what is removed
+    /// is kept in the stream's audit trail.
+    Purge {
+        /// The dead letter's id.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        id: Option<String>,
+        /// Every dead letter matching the filter.
+        #[arg(long)]
+        all: bool,
+        #[command(flatten)]
+        filter: Filter,
     },
 }
 
@@ -148,6 +224,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             from,
             count,
         } => tail::run(&settings()?, &stream, &from, count).await,
+        Command::Dlq { command } => {
+            let cmd = match command {
+                DlqCli::List { filter, limit } => dlq::DlqCommand::List(filter.into(), limit),
+                DlqCli::Show { id } => dlq::DlqCommand::Show(id),
+                DlqCli::Reprocess { id: Some(id), .. } => dlq::DlqCommand::Reprocess(id),
+                DlqCli::Reprocess { filter, .. } => dlq::DlqCommand::ReprocessAll(filter.into()),
+                DlqCli::Purge { id: Some(id), .. } => dlq::DlqCommand::Purge(id),
+                DlqCli::Purge { filter, .. } => dlq::DlqCommand::PurgeAll(filter.into()),
+            };
+            let out = dlq::run(&settings()?, cmd).await?;
+            if !out.is_empty() {
+                println!("{out}");
+            }
+            Ok(())
+        }
         Command::Schema {
             command: SchemaCommand::Export { dir },
         } => {
@@ -163,7 +254,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             redis_url,
             json,
         } => {
+            let dedupe_window_ms = settings()?.publish.dedupe_window_ms;
             let report = bench::run(bench::BenchArgs {
+                dedupe_window_ms,
                 events,
                 workers,
                 payload_bytes,

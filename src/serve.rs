@@ -1,18 +1,23 @@
 //! `strategist serve`: the whole system in one process, and its graceful shutdown.
 //!
-//! Order at start: configuration, Redis (fail fast with one line), engine (groups,
-//! routers, workers), HTTP. At SIGINT/SIGTERM: stop reading, let in-flight work
-//! finish and be acked within the grace period, stop HTTP, exit 0.
+//! Order at start: configuration, Redis (fail fast with one line), the dead-letter
+//! resolver and retention keeper, the engine (groups, routers, workers), HTTP. At
+//! SIGINT/SIGTERM: stop reading, let in-flight work finish and be acked within the
+//! grace period, stop HTTP, exit 0.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use actix::Actor;
 use anyhow::Context as _;
-use strategist_actors::{Engine, EngineConfig, Health, Hooks, Keys, Publisher};
+use strategist_actors::auto_resolve::Arrived;
+use strategist_actors::{
+    AutoResolver, DeadLetters, Engine, EngineConfig, Health, Keys, Publisher, RetentionKeeper,
+    RetentionStats, StreamRetention,
+};
 
 use crate::config::Settings;
-use crate::events::system::SystemErrorCritical;
-use crate::{events, http, pools, redis_conn};
+use crate::{events, hooks, http, pools, redis_conn};
 
 /// Runs until a signal; `dev` allows starting without an auth secret.
 pub async fn run(settings: Settings, dev: bool) -> anyhow::Result<()> {
@@ -29,10 +34,42 @@ pub async fn run(settings: Settings, dev: bool) -> anyhow::Result<()> {
     let (client, shared) = redis_conn::connect(&settings.redis).await?;
     let catalog = Arc::new(events::catalog());
     let keys = Keys::new(settings.redis.stream_prefix.clone());
-    let mut publisher = Publisher::new(shared.clone(), keys.clone(), catalog.clone());
-    for s in events::streams::ALL {
-        publisher = publisher.with_maxlen(s, settings.maxlen(s));
-    }
+    let publisher = Publisher::new(shared.clone(), keys.clone(), catalog.clone())
+        .with_dedupe_window_ms(settings.publish.dedupe_window_ms);
+    let streams: Vec<String> = events::streams::ALL.iter().map(|s| s.to_string()).collect();
+    let dead_letters = DeadLetters::new(shared.clone(), keys.clone(), streams.clone());
+    let d = &settings.dead_letters;
+    let resolver = AutoResolver::new(
+        dead_letters,
+        d.rules.clone(),
+        catalog.clone(),
+        Duration::from_millis(d.auto_resolve_interval_ms),
+    )
+    .start();
+    let hooks = hooks::build(publisher.clone(), resolver, d.critical_types.clone());
+    let retention: Vec<StreamRetention> = streams
+        .iter()
+        .map(|s| {
+            let r = settings.stream(s);
+            StreamRetention {
+                stream: s.clone(),
+                maxlen: r.maxlen,
+                max_age_ms: r.max_age_ms,
+                hard_cap: r.hard_cap,
+            }
+        })
+        .collect();
+    let _keeper = RetentionKeeper::new(
+        shared.clone(),
+        keys.clone(),
+        retention,
+        Duration::from_millis(settings.retention.interval_ms),
+        Duration::from_millis(settings.retention.report_interval_ms),
+        hooks.clone(),
+        Arc::new(RetentionStats::default()),
+    )
+    .start();
+
     let health = Health::default();
     let pools = pools::build(&settings)?;
     let mut config = EngineConfig::for_this_process();
@@ -41,7 +78,6 @@ pub async fn run(settings: Settings, dev: bool) -> anyhow::Result<()> {
     if settings.engine.arbiters > 0 {
         config.arbiters = settings.engine.arbiters;
     }
-    let hooks = hooks(publisher.clone());
     let engine = Engine::start(
         client,
         shared.clone(),
@@ -79,32 +115,9 @@ pub async fn run(settings: Settings, dev: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The application's reactions to what the engine decides alone.
-fn hooks(publisher: Publisher) -> Hooks {
-    Hooks::default()
-        .on_dead_letter(|d| {
-            tracing::warn!(
-                stream = %d.stream, group = %d.group, entry = %d.original_id,
-                reason = %d.reason, attempts = d.attempts, "dead letter"
-            );
-        })
-        .on_crash_loop(move |part, restarts| {
-            let publisher = publisher.clone();
-            let ev = SystemErrorCritical {
-                service_name: "strategist".into(),
-                error_type: "crash_loop".into(),
-                error_message: format!("{part} restarted {restarts} times within its window"),
-                stack_trace: String::new(),
-                user_id: None,
-                request_id: None,
-                requires_immediate_attention: true,
-            };
-            actix::spawn(async move {
-                if let Err(e) = publisher.publish_typed(&ev, |e| e).await {
-                    tracing::error!(error = %e, "could not publish system.error.critical");
-                }
-            });
-        })
+/// Sends a dead letter to the resolver as it arrives.
+pub(crate) fn arrived(resolver: &actix::Addr<AutoResolver>, stream: &str, dlq_id: &str) {
+    resolver.do_send(Arrived(format!("{stream}:{dlq_id}")));
 }
 
 async fn wait_for_signal() -> anyhow::Result<&'static str> {

@@ -347,3 +347,82 @@ fn schema_export_writes_a_schema_per_type() {
         .collect();
     assert!(required.contains(&"file_size") && required.contains(&"is_browser_viewable"));
 }
+
+#[test]
+fn dead_letters_alert_when_critical_and_are_managed_from_the_cli() {
+    let r = redis();
+    let _app = App::serve(&r.url(), &[]);
+    let mut c = conn(&r);
+    let s = "contextual.events";
+    let bad = xadd_event(&mut c, s, "file.uploaded", r#"{"file_id":"f1"}"#);
+    eventually(
+        Duration::from_secs(10),
+        "both groups dead-lettered it",
+        || entries(&mut c, "{contextual.events}.dlq").len() == 2,
+    );
+    // file.uploaded is a critical type: an alert went out, caused by the event.
+    eventually(
+        Duration::from_secs(10),
+        "system.error.critical published",
+        || {
+            entries(&mut c, "system.events").iter().any(|e| {
+                e["type"] == "system.error.critical"
+                    && e.get("causation_id") == Some(&bad)
+                    && e["data"].contains("dead_letter.invalid_event")
+            })
+        },
+    );
+    let bin = env!("CARGO_BIN_EXE_strategist");
+    let cli = |args: &[&str]| {
+        let out = Command::new(bin)
+            .args(args)
+            .env("REDIS_URL", r.url())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let listed = cli(&["dlq", "list", "--stream", s, "--group", "file-processor"]);
+    let lines: Vec<serde_json::Value> = listed
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1, "{listed}");
+    assert_eq!(lines[0]["reason"], "invalid_event");
+    assert_eq!(lines[0]["event_id"], bad.as_str());
+    let id = lines[0]["id"].as_str().unwrap().to_owned();
+    let shown: serde_json::Value = serde_json::from_str(&cli(&["dlq", "show", &id])).unwrap();
+    assert_eq!(shown["group"], "file-processor");
+    // Sent back to file-processor only: it fails validation again, for that group.
+    assert!(cli(&["dlq", "reprocess", &id]).contains("reprocessed"));
+    eventually(
+        Duration::from_secs(10),
+        "dead-lettered again by file-processor alone",
+        || {
+            let dl = entries(&mut c, "{contextual.events}.dlq");
+            dl.len() == 2
+                && dl
+                    .iter()
+                    .any(|e| e.get("reprocessed").map(String::as_str) == Some("1"))
+        },
+    );
+    assert_eq!(
+        group(&mut c, s, "embedding-generator").entries_read,
+        1,
+        "the other group saw it once"
+    );
+    assert!(cli(&["dlq", "purge", "--all", "--stream", s]).contains("purged 2"));
+    assert!(entries(&mut c, "{contextual.events}.dlq").is_empty());
+    assert_eq!(entries(&mut c, "{contextual.events}.dlq.audit").len(), 3);
+    let bad_id = Command::new(bin)
+        .args(["dlq", "show", "nope"])
+        .env("REDIS_URL", r.url())
+        .output()
+        .unwrap();
+    assert!(!bad_id.status.success());
+    assert!(String::from_utf8_lossy(&bad_id.stderr).contains("not a dead-letter id"));
+}

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::envelope::Envelope;
+use crate::retention::RetentionReport;
 
 /// Why an entry went to the dead letters: the contract's `dlq_reason` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -83,12 +84,14 @@ pub struct DeadLetter {
 
 type DeadLetterHook = Arc<dyn Fn(&DeadLetter) + Send + Sync>;
 type CrashLoopHook = Arc<dyn Fn(&str, u32) + Send + Sync>;
+type RetentionHook = Arc<dyn Fn(&RetentionReport) + Send + Sync>;
 
 /// The application's hooks. All optional.
 #[derive(Clone, Default)]
 pub struct Hooks {
     on_dead_letter: Option<DeadLetterHook>,
     on_crash_loop: Option<CrashLoopHook>,
+    on_retention: Option<RetentionHook>,
 }
 
 impl Hooks {
@@ -103,6 +106,19 @@ impl Hooks {
     pub fn on_crash_loop(mut self, f: impl Fn(&str, u32) + Send + Sync + 'static) -> Self {
         self.on_crash_loop = Some(Arc::new(f));
         self
+    }
+
+    /// Called when retention is held back by a lagging group or the hard cap cut
+    /// past one.
+    pub fn on_retention(mut self, f: impl Fn(&RetentionReport) + Send + Sync + 'static) -> Self {
+        self.on_retention = Some(Arc::new(f));
+        self
+    }
+
+    pub(crate) fn retention(&self, r: &RetentionReport) {
+        if let Some(f) = &self.on_retention {
+            f(r);
+        }
     }
 
     pub(crate) fn dead_letter(&self, d: &DeadLetter) {

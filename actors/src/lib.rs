@@ -11,10 +11,13 @@
 //! - [`handler`]: handlers (plain async functions) and retryable/permanent errors.
 //! - [`pool`]: a consumer group with its handlers and options.
 //! - [`retry`]: the retry policy (delay per attempt).
-//! - [`publisher`]: validated publishing with retention.
+//! - [`publisher`]: validated, idempotent publishing.
+//! - [`retention`]: trimming that never cuts an unread entry.
+//! - [`dead_letters`]: list, show, reprocess, purge dead letters.
 //! - [`engine`]: starts routers and workers under supervisors; drains them.
 //! - `router`, `worker`: the actors (private).
 //! - [`redis_io`]: group creation, reply parsing, Lua scripts (`scripts/*.lua`).
+//! - [`auto_resolve`]: rules that reprocess, upcast or drop dead letters.
 //! - [`keys`]: key names; [`health`]: readiness board; [`hooks`]: dead-letter and
 //!   crash-loop hooks; [`stats`]: counters; [`budget`]: restart budget.
 //!
@@ -25,8 +28,10 @@
 //! survives a crash and its attempt count is Redis's delivery count.
 #![warn(missing_docs)]
 
+pub mod auto_resolve;
 pub mod budget;
 pub mod catalog;
+pub mod dead_letters;
 pub mod engine;
 pub mod envelope;
 pub mod handler;
@@ -36,13 +41,16 @@ pub mod keys;
 pub mod pool;
 pub mod publisher;
 pub mod redis_io;
+pub mod retention;
 pub mod retry;
 mod router;
 pub mod stats;
 mod worker;
 
+pub use auto_resolve::{AutoResolver, ResolutionAction, ResolutionRule};
 pub use budget::RestartBudget;
 pub use catalog::{Catalog, CheckError, EventType};
+pub use dead_letters::{DeadLetterEntry, DeadLetterError, DeadLetterFilter, DeadLetters};
 pub use engine::{Engine, EngineConfig, EngineError, RouteInfo};
 pub use envelope::{DecodeError, Envelope};
 pub use handler::{Event, Handler, HandlerError};
@@ -51,5 +59,6 @@ pub use hooks::{DeadLetter, DeadLetterReason, Hooks};
 pub use keys::Keys;
 pub use pool::{Pool, PoolOptions, StartFrom, TypeOptions};
 pub use publisher::{PublishError, Published, Publisher};
+pub use retention::{RetentionKeeper, RetentionReport, RetentionStats, StreamRetention};
 pub use retry::{BackoffStrategy, RetryPolicy};
 pub use stats::{RouteStats, StatsSnapshot};

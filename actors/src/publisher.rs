@@ -1,15 +1,23 @@
-//! Publishing: validated `XADD` to the type's own stream, with the stream's retention,
-//! through one shared pipelined connection.
+//! Publishing: validated `XADD` to the type's own stream through one shared,
+//! pipelined connection, idempotent by event id.
+//!
+//! Idempotence: with a de-duplication window (the default of the application is
+//! set in its configuration), publishing an event whose id was already published to
+//! the stream within the window returns the first entry's id and adds nothing, in
+//! one atomic script; so a producer may retry a publish that timed out. Retention
+//! is not applied here: trimming at publish time could cut entries a lagging group
+//! has not read, so the retention keeper trims on a timer instead.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
+use redis::Value;
 use redis::aio::ConnectionManager;
 use ulid::Ulid;
 
 use crate::catalog::{Catalog, CheckError, EventType};
 use crate::envelope::Envelope;
 use crate::keys::Keys;
+use crate::redis_io::{PUBLISH_ONCE, PUBLISH_ONCE_LUA, text};
 
 /// Where an event landed.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -20,6 +28,9 @@ pub struct Published {
     pub entry_id: String,
     /// The stream (without prefix).
     pub stream: String,
+    /// True when the event had already been published within the window and
+    /// nothing new was added.
+    pub duplicate: bool,
 }
 
 /// Why a publish did not happen.
@@ -31,9 +42,12 @@ pub enum PublishError {
     /// The payload could not be serialized.
     #[error("payload is not serializable: {0}")]
     Serialize(#[from] serde_json::Error),
-    /// Redis failed; the publish may be retried (with the same event id).
+    /// Redis failed; the publish may be retried with the same event id.
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),
+    /// Redis answered something unexpected.
+    #[error("unexpected reply from redis: {0}")]
+    Reply(String),
 }
 
 /// Publishes events. Cheap to clone; every clone shares one connection, whose
@@ -42,9 +56,10 @@ pub enum PublishError {
 /// ```no_run
 /// # async fn demo(conn: redis::aio::ConnectionManager, catalog: std::sync::Arc<strategist_actors::Catalog>) {
 /// use strategist_actors::{Envelope, Keys, Publisher};
-/// let publisher = Publisher::new(conn, Keys::default(), catalog).with_maxlen("ai.events", 100_000);
+/// let publisher = Publisher::new(conn, Keys::default(), catalog).with_dedupe_window_ms(300_000);
 /// let env = Envelope::new("ai.content.generation.requested", 1, serde_json::json!({}));
-/// let published = publisher.publish("ai.events", &env).await;
+/// let first = publisher.publish("ai.events", &env).await;
+/// let again = publisher.publish("ai.events", &env).await; // same entry, `duplicate: true`
 /// # }
 /// ```
 #[derive(Clone)]
@@ -52,25 +67,24 @@ pub struct Publisher {
     conn: ConnectionManager,
     keys: Keys,
     catalog: Arc<Catalog>,
-    /// Approximate `MAXLEN` per stream; streams not named here are not trimmed on
-    /// publish.
-    maxlen: Arc<HashMap<String, u64>>,
+    /// How long an event id is remembered per stream; 0 turns de-duplication off.
+    dedupe_window_ms: u64,
 }
 
 impl Publisher {
-    /// A publisher over a shared connection.
+    /// A publisher over a shared connection, without de-duplication.
     pub fn new(conn: ConnectionManager, keys: Keys, catalog: Arc<Catalog>) -> Self {
         Publisher {
             conn,
             keys,
             catalog,
-            maxlen: Arc::default(),
+            dedupe_window_ms: 0,
         }
     }
 
-    /// Trims `stream` to about `maxlen` entries on each publish (`MAXLEN ~`).
-    pub fn with_maxlen(mut self, stream: &str, maxlen: u64) -> Self {
-        Arc::make_mut(&mut self.maxlen).insert(stream.to_owned(), maxlen);
+    /// Remembers published event ids for `ms` (0: off).
+    pub fn with_dedupe_window_ms(mut self, ms: u64) -> Self {
+        self.dedupe_window_ms = ms;
         self
     }
 
@@ -111,13 +125,9 @@ impl Publisher {
         stream: &str,
         env: &Envelope,
     ) -> Result<Published, PublishError> {
-        let mut conn = self.conn.clone();
-        let entry_id: String = self.xadd(stream, env).query_async(&mut conn).await?;
-        Ok(Published {
-            event_id: env.id,
-            entry_id,
-            stream: stream.to_owned(),
-        })
+        let mut all = self.send(&[(stream, env)]).await?;
+        all.pop()
+            .ok_or_else(|| PublishError::Reply("no reply to a publish".into()))
     }
 
     /// Publishes many events in one pipeline (one round trip), each checked first;
@@ -129,33 +139,75 @@ impl Publisher {
         for (stream, env) in events {
             self.catalog.check_publish(stream, env)?;
         }
-        let mut pipe = redis::pipe();
-        for (stream, env) in events {
-            pipe.add_command(self.xadd(stream, env));
-        }
-        let mut conn = self.conn.clone();
-        let ids: Vec<String> = pipe.query_async(&mut conn).await?;
-        Ok(events
-            .iter()
-            .zip(ids)
-            .map(|((stream, env), entry_id)| Published {
-                event_id: env.id,
-                entry_id,
-                stream: (*stream).to_owned(),
-            })
-            .collect())
+        let refs: Vec<(&str, &Envelope)> = events.iter().map(|(s, e)| (*s, e)).collect();
+        self.send(&refs).await
     }
 
-    fn xadd(&self, stream: &str, env: &Envelope) -> redis::Cmd {
-        let mut cmd = redis::cmd("XADD");
-        cmd.arg(self.keys.stream(stream));
-        if let Some(n) = self.maxlen.get(stream) {
-            cmd.arg("MAXLEN").arg("~").arg(*n);
+    async fn send(&self, events: &[(&str, &Envelope)]) -> Result<Vec<Published>, PublishError> {
+        let mut conn = self.conn.clone();
+        let replies = match self
+            .pipeline(events)
+            .query_async::<Vec<Value>>(&mut conn)
+            .await
+        {
+            Err(e) if e.code() == Some("NOSCRIPT") => {
+                // First use on this server (or after SCRIPT FLUSH). Publishing twice
+                // is harmless: the script adds nothing for an id it has seen.
+                redis::cmd("SCRIPT")
+                    .arg("LOAD")
+                    .arg(PUBLISH_ONCE_LUA)
+                    .query_async::<String>(&mut conn)
+                    .await?;
+                self.pipeline(events)
+                    .query_async::<Vec<Value>>(&mut conn)
+                    .await?
+            }
+            other => other?,
+        };
+        events
+            .iter()
+            .zip(replies)
+            .map(|((stream, env), reply)| {
+                let (entry_id, duplicate) = match &reply {
+                    Value::Array(parts) if parts.len() == 2 => {
+                        (text(&parts[0]), matches!(parts[1], Value::Int(0)))
+                    }
+                    v => (text(v), false),
+                };
+                let entry_id = entry_id.ok_or_else(|| PublishError::Reply(format!("{reply:?}")))?;
+                Ok(Published {
+                    event_id: env.id,
+                    entry_id,
+                    stream: (*stream).to_owned(),
+                    duplicate,
+                })
+            })
+            .collect()
+    }
+
+    fn pipeline(&self, events: &[(&str, &Envelope)]) -> redis::Pipeline {
+        let mut pipe = redis::pipe();
+        for (stream, env) in events {
+            let key = self.keys.stream(stream);
+            let cmd = if self.dedupe_window_ms > 0 {
+                let mut c = redis::cmd("EVALSHA");
+                c.arg(PUBLISH_ONCE.get_hash())
+                    .arg(2)
+                    .arg(&key)
+                    .arg(self.keys.dedupe(stream, &env.id.to_string()))
+                    .arg(self.dedupe_window_ms);
+                c
+            } else {
+                let mut c = redis::cmd("XADD");
+                c.arg(&key).arg("*");
+                c
+            };
+            let mut cmd = cmd;
+            for (k, v) in env.to_fields() {
+                cmd.arg(k).arg(v);
+            }
+            pipe.add_command(cmd);
         }
-        cmd.arg("*");
-        for (k, v) in env.to_fields() {
-            cmd.arg(k).arg(v);
-        }
-        cmd
+        pipe
     }
 }

@@ -36,8 +36,9 @@ pub(crate) static DEAD_LETTER: LazyLock<redis::Script> =
     LazyLock::new(|| redis::Script::new(include_str!("scripts/dead_letter.lua")));
 pub(crate) static RETIRE_CONSUMERS: LazyLock<redis::Script> =
     LazyLock::new(|| redis::Script::new(include_str!("scripts/retire_consumers.lua")));
+pub(crate) const PUBLISH_ONCE_LUA: &str = include_str!("scripts/publish_once.lua");
 pub(crate) static PUBLISH_ONCE: LazyLock<redis::Script> =
-    LazyLock::new(|| redis::Script::new(include_str!("scripts/publish_once.lua")));
+    LazyLock::new(|| redis::Script::new(PUBLISH_ONCE_LUA));
 pub(crate) static REDELIVER: LazyLock<redis::Script> =
     LazyLock::new(|| redis::Script::new(include_str!("scripts/redeliver.lua")));
 

@@ -35,6 +35,8 @@ pub struct BenchArgs {
     pub payload_bytes: usize,
     /// Entries queued per worker (the pool option of the same name).
     pub prefetch: usize,
+    /// The publisher's de-duplication window, as `serve` uses it.
+    pub dedupe_window_ms: u64,
     /// A Redis to use instead of a private one (it is written to under a prefix).
     pub redis_url: Option<String>,
 }
@@ -108,7 +110,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<BenchReport> {
     let keys = Keys::new(settings.stream_prefix.clone());
     let catalog = Arc::new(events::catalog());
     let publisher = Publisher::new(shared.clone(), keys.clone(), catalog.clone())
-        .with_maxlen(streams::SYSTEM, args.events * 2 + 10_000);
+        .with_dedupe_window_ms(args.dedupe_window_ms);
 
     let latencies = Arc::new(Mutex::new(Vec::<u64>::with_capacity(args.events as usize)));
     let recording = latencies.clone();

@@ -43,7 +43,7 @@ pub async fn run(settings: &Settings, a: PublishArgs) -> anyhow::Result<(String,
         Keys::new(settings.redis.stream_prefix.clone()),
         catalog,
     )
-    .with_maxlen(&a.stream, settings.maxlen(&a.stream));
+    .with_dedupe_window_ms(settings.publish.dedupe_window_ms);
     let p = publisher.publish(&a.stream, &env).await?;
     Ok((p.event_id.to_string(), p.entry_id))
 }

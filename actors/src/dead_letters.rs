@@ -1,0 +1,328 @@
+//! The dead-letter admin (the design's `reprocessDeadLetter` and its kin): list,
+//! show, reprocess and purge the entries of `{<stream>}.dlq`.
+//!
+//! A dead letter's id is `<stream>:<entry id in the dead-letter stream>`, e.g.
+//! `ai.events:1732881600000-0`. Reprocessing sends the original fields to the
+//! redelivery stream of the one group that failed it (no other group sees it again),
+//! as a new entry, so its attempts start from one; it also counts the times in the
+//! field `reprocessed`. Purging removes it and records what was removed in
+//! `{<stream>}.dlq.audit`. Each of these is one atomic step.
+
+use std::collections::BTreeMap;
+
+use redis::aio::ConnectionManager;
+use serde::Serialize;
+
+use crate::keys::Keys;
+use crate::redis_io::{self, REDELIVER};
+
+/// One dead letter as the admin sees it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeadLetterEntry {
+    /// `<stream>:<dead-letter entry id>`.
+    pub id: String,
+    /// The stream it came from.
+    pub stream: String,
+    /// The event's own id, when the entry had one.
+    pub event_id: Option<String>,
+    /// The event's type, when the entry had one.
+    pub event_type: Option<String>,
+    /// `dlq_reason`.
+    pub reason: String,
+    /// `dlq_error`.
+    pub error: String,
+    /// `dlq_group`: the group that failed it.
+    pub group: String,
+    /// `dlq_attempts`.
+    pub attempts: u32,
+    /// `dlq_original_id`: its entry id in the original stream.
+    pub original_id: String,
+    /// `dlq_at`.
+    pub at: String,
+    /// Times it was sent back before.
+    pub reprocessed: u32,
+    /// The original fields, as written by the producer.
+    pub fields: BTreeMap<String, String>,
+}
+
+/// Which dead letters an operation applies to; empty fields match everything.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeadLetterFilter {
+    /// Only this stream.
+    pub stream: Option<String>,
+    /// Only this event type.
+    pub event_type: Option<String>,
+    /// Only this reason (`handler_failed`, ...).
+    pub reason: Option<String>,
+    /// Only this group.
+    pub group: Option<String>,
+}
+
+impl DeadLetterFilter {
+    fn matches(&self, e: &DeadLetterEntry) -> bool {
+        self.event_type
+            .as_ref()
+            .is_none_or(|t| e.event_type.as_ref() == Some(t))
+            && self.reason.as_ref().is_none_or(|r| *r == e.reason)
+            && self.group.as_ref().is_none_or(|g| *g == e.group)
+    }
+}
+
+/// Why a dead-letter operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DeadLetterError {
+    /// The id is not `<stream>:<entry id>` of a known stream.
+    #[error(
+        "`{0}` is not a dead-letter id (expected <stream>:<entry id>, e.g. ai.events:1732881600000-0)"
+    )]
+    BadId(String),
+    /// No such dead letter.
+    #[error("no dead letter `{0}`")]
+    NotFound(String),
+    /// Redis failed.
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+}
+
+/// Admin access to the dead letters of a set of streams.
+///
+/// ```no_run
+/// # async fn demo(conn: redis::aio::ConnectionManager) -> Result<(), strategist_actors::DeadLetterError> {
+/// use strategist_actors::{DeadLetters, DeadLetterFilter, Keys};
+/// let dl = DeadLetters::new(conn, Keys::default(), vec!["ai.events".into()]);
+/// let timeouts = DeadLetterFilter { reason: Some("timeout".into()), ..Default::default() };
+/// let n = dl.reprocess_matching(&timeouts, "operator").await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct DeadLetters {
+    conn: ConnectionManager,
+    keys: Keys,
+    streams: Vec<String>,
+}
+
+impl DeadLetters {
+    /// Dead letters of `streams`.
+    pub fn new(conn: ConnectionManager, keys: Keys, streams: Vec<String>) -> Self {
+        DeadLetters {
+            conn,
+            keys,
+            streams,
+        }
+    }
+
+    fn streams_for<'a>(&'a self, f: &'a DeadLetterFilter) -> Vec<&'a str> {
+        match &f.stream {
+            Some(s) => vec![s.as_str()],
+            None => self.streams.iter().map(String::as_str).collect(),
+        }
+    }
+
+    /// Dead letters matching `filter`, oldest first, at most `limit`.
+    pub async fn list(
+        &self,
+        filter: &DeadLetterFilter,
+        limit: usize,
+    ) -> Result<Vec<DeadLetterEntry>, DeadLetterError> {
+        let mut out = Vec::new();
+        let mut conn = self.conn.clone();
+        for stream in self.streams_for(filter) {
+            let key = self.keys.dlq(stream);
+            let mut start = "-".to_owned();
+            loop {
+                let v: redis::Value = redis::cmd("XRANGE")
+                    .arg(&key)
+                    .arg(&start)
+                    .arg("+")
+                    .arg("COUNT")
+                    .arg(500)
+                    .query_async(&mut conn)
+                    .await?;
+                let page = redis_io::parse_entries(v);
+                let Some(last) = page.last() else { break };
+                start = format!("({}", last.id);
+                let full = page.len() == 500;
+                for e in page {
+                    let d = to_entry(stream, e);
+                    if filter.matches(&d) {
+                        out.push(d);
+                        if out.len() >= limit {
+                            return Ok(out);
+                        }
+                    }
+                }
+                if !full {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// One dead letter by id.
+    pub async fn get(&self, id: &str) -> Result<DeadLetterEntry, DeadLetterError> {
+        let (stream, entry) = self.parse_id(id)?;
+        let mut conn = self.conn.clone();
+        let v: redis::Value = redis::cmd("XRANGE")
+            .arg(self.keys.dlq(stream))
+            .arg(entry)
+            .arg(entry)
+            .query_async(&mut conn)
+            .await?;
+        redis_io::parse_entries(v)
+            .into_iter()
+            .next()
+            .map(|e| to_entry(stream, e))
+            .ok_or_else(|| DeadLetterError::NotFound(id.to_owned()))
+    }
+
+    /// Sends one dead letter back to the group that failed it; `note` goes to the
+    /// audit trail. Returns the entry id in the redelivery stream.
+    pub async fn reprocess(&self, id: &str, note: &str) -> Result<String, DeadLetterError> {
+        let d = self.get(id).await?;
+        let fields: Vec<(String, String)> = d
+            .fields
+            .iter()
+            .filter(|(k, _)| k.as_str() != "reprocessed")
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        self.redeliver(&d, fields, note).await
+    }
+
+    /// Sends a dead letter back with other fields than it had (an upcast event, say).
+    pub async fn redeliver(
+        &self,
+        d: &DeadLetterEntry,
+        fields: Vec<(String, String)>,
+        note: &str,
+    ) -> Result<String, DeadLetterError> {
+        let (stream, entry) = self.parse_id(&d.id)?;
+        let mut inv = REDELIVER.prepare_invoke();
+        inv.key(self.keys.dlq(stream))
+            .key(self.keys.redeliver(stream, &d.group))
+            .key(self.keys.audit(stream));
+        inv.arg(entry).arg(format!("reprocess: {note}"));
+        for (k, v) in fields {
+            inv.arg(k).arg(v);
+        }
+        inv.arg("reprocessed").arg(d.reprocessed + 1);
+        let mut conn = self.conn.clone();
+        let out: Option<String> = inv.invoke_async(&mut conn).await?;
+        out.ok_or_else(|| DeadLetterError::NotFound(d.id.clone()))
+    }
+
+    /// Reprocesses every dead letter matching `filter`; returns how many.
+    pub async fn reprocess_matching(
+        &self,
+        filter: &DeadLetterFilter,
+        note: &str,
+    ) -> Result<usize, DeadLetterError> {
+        let mut n = 0;
+        for d in self.list(filter, usize::MAX).await? {
+            match self.reprocess(&d.id, note).await {
+                Ok(_) => n += 1,
+                Err(DeadLetterError::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(n)
+    }
+
+    /// Removes one dead letter, keeping a record of it in the audit trail.
+    pub async fn purge(&self, id: &str, note: &str) -> Result<(), DeadLetterError> {
+        let d = self.get(id).await?;
+        let (stream, entry) = self.parse_id(id)?;
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        let mut audit = redis::cmd("XADD");
+        audit
+            .arg(self.keys.audit(stream))
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(100_000)
+            .arg("*")
+            .arg("action")
+            .arg(format!("purge: {note}"))
+            .arg("dlq_id")
+            .arg(&d.id);
+        for (k, v) in [
+            ("dlq_reason", &d.reason),
+            ("dlq_error", &d.error),
+            ("dlq_group", &d.group),
+            ("dlq_original_id", &d.original_id),
+        ] {
+            audit.arg(k).arg(v);
+        }
+        for (k, v) in &d.fields {
+            audit.arg(k).arg(v);
+        }
+        pipe.add_command(audit).ignore();
+        pipe.cmd("XDEL").arg(self.keys.dlq(stream)).arg(entry);
+        let mut conn = self.conn.clone();
+        let (deleted,): (u64,) = pipe.query_async(&mut conn).await?;
+        if deleted == 0 {
+            return Err(DeadLetterError::NotFound(id.to_owned()));
+        }
+        Ok(())
+    }
+
+    /// Purges every dead letter matching `filter`; returns how many.
+    pub async fn purge_matching(
+        &self,
+        filter: &DeadLetterFilter,
+        note: &str,
+    ) -> Result<usize, DeadLetterError> {
+        let mut n = 0;
+        for d in self.list(filter, usize::MAX).await? {
+            match self.purge(&d.id, note).await {
+                Ok(()) => n += 1,
+                Err(DeadLetterError::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(n)
+    }
+
+    fn parse_id<'a>(&self, id: &'a str) -> Result<(&'a str, &'a str), DeadLetterError> {
+        let bad = || DeadLetterError::BadId(id.to_owned());
+        let (stream, entry) = id.rsplit_once(':').ok_or_else(bad)?;
+        let valid_entry = entry
+            .split_once('-')
+            .is_some_and(|(a, b)| a.parse::<u64>().is_ok() && b.parse::<u64>().is_ok());
+        if !valid_entry || !self.streams.iter().any(|s| s == stream) {
+            return Err(bad());
+        }
+        Ok((stream, entry))
+    }
+}
+
+fn to_entry(stream: &str, e: redis_io::Entry) -> DeadLetterEntry {
+    let mut fields = BTreeMap::new();
+    let mut meta = BTreeMap::new();
+    for (k, v) in e.fields {
+        let v = String::from_utf8_lossy(&v).into_owned();
+        if k.starts_with("dlq_") {
+            meta.insert(k, v);
+        } else {
+            fields.insert(k, v);
+        }
+    }
+    let take = |m: &mut BTreeMap<String, String>, k: &str| m.remove(k).unwrap_or_default();
+    DeadLetterEntry {
+        id: format!("{stream}:{}", e.id),
+        stream: stream.to_owned(),
+        event_id: fields.get("id").cloned(),
+        event_type: fields.get("type").cloned(),
+        reason: take(&mut meta, "dlq_reason"),
+        error: take(&mut meta, "dlq_error"),
+        group: take(&mut meta, "dlq_group"),
+        attempts: take(&mut meta, "dlq_attempts").parse().unwrap_or(0),
+        original_id: take(&mut meta, "dlq_original_id"),
+        at: take(&mut meta, "dlq_at"),
+        reprocessed: fields
+            .get("reprocessed")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0),
+        fields,
+    }
+}

@@ -1,0 +1,226 @@
+//! The retention keeper (the design's `cleanupExpiredData`): trims streams by age and
+//! length on a timer, and never past an entry that some consumer group has not yet
+//! read and acknowledged.
+//!
+//! A group that holds trimming back is reported (hook, rate-limited per stream and
+//! group) instead of being cut off silently. Only the hard cap, which protects
+//! Redis's memory, may cut past a lagging group; when it does, that is logged,
+//! counted and reported every time. The decision and the trim are one Lua script,
+//! so a group cannot move between them.
+
+use std::collections::HashMap;
+use std::sync::LazyLock;
+use std::sync::atomic::AtomicU64;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use redis::Value;
+use redis::aio::ConnectionManager;
+
+use crate::envelope::now_millis;
+use crate::hooks::Hooks;
+use crate::keys::Keys;
+use crate::redis_io::text;
+use crate::stats::RouteStats;
+
+static TRIM: LazyLock<redis::Script> =
+    LazyLock::new(|| redis::Script::new(include_str!("scripts/trim.lua")));
+
+/// Most entries one stream loses to its length limit per tick (the rest follows on
+/// the next ticks), so one trim never blocks Redis for long.
+const TRIM_BATCH: u64 = 10_000;
+
+/// The retention of one stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamRetention {
+    /// The stream (without prefix).
+    pub stream: String,
+    /// Keep about this many entries (0: no limit).
+    pub maxlen: u64,
+    /// Keep entries younger than this (0: no limit).
+    pub max_age_ms: u64,
+    /// Never more entries than this, whoever lags (0: no cap).
+    pub hard_cap: u64,
+}
+
+/// Something the keeper found worth telling.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RetentionReport {
+    /// A group has not read or acked entries that retention would remove.
+    Lagging {
+        /// The stream.
+        stream: String,
+        /// The group.
+        group: String,
+        /// The oldest entry the group still needs.
+        needed_id: String,
+        /// Entries the group has not read yet (-1 when Redis cannot tell).
+        lag: i64,
+    },
+    /// The hard cap removed entries some groups had not finished.
+    ForcedTrim {
+        /// The stream.
+        stream: String,
+        /// Entries removed by the cap.
+        removed: u64,
+        /// Groups that lost entries they had not finished.
+        groups: Vec<String>,
+    },
+}
+
+/// Counters of the keeper.
+#[derive(Debug, Default)]
+pub struct RetentionStats {
+    /// Entries removed by age and length.
+    pub trimmed: AtomicU64,
+    /// Entries removed by the hard cap.
+    pub forced: AtomicU64,
+    /// Times a lagging group held trimming back.
+    pub held_back: AtomicU64,
+}
+
+/// The keeper actor.
+pub struct RetentionKeeper {
+    conn: ConnectionManager,
+    keys: Keys,
+    streams: Vec<StreamRetention>,
+    interval: Duration,
+    report_every: Duration,
+    hooks: Hooks,
+    stats: std::sync::Arc<RetentionStats>,
+    last_report: HashMap<(String, String), Instant>,
+    busy: bool,
+}
+
+impl RetentionKeeper {
+    /// A keeper of `streams`, trimming every `interval`.
+    pub fn new(
+        conn: ConnectionManager,
+        keys: Keys,
+        streams: Vec<StreamRetention>,
+        interval: Duration,
+        report_every: Duration,
+        hooks: Hooks,
+        stats: std::sync::Arc<RetentionStats>,
+    ) -> Self {
+        RetentionKeeper {
+            conn,
+            keys,
+            streams,
+            interval,
+            report_every,
+            hooks,
+            stats,
+            last_report: HashMap::new(),
+            busy: false,
+        }
+    }
+
+    fn tick(&mut self, ctx: &mut Context<Self>) {
+        if self.busy {
+            return;
+        }
+        self.busy = true;
+        let now = now_millis().timestamp_millis();
+        let calls: Vec<(String, redis::ScriptInvocation<'static>)> = self
+            .streams
+            .iter()
+            .map(|s| {
+                let mut inv = TRIM.prepare_invoke();
+                let age_cut = if s.max_age_ms > 0 {
+                    format!("{}-0", (now - s.max_age_ms as i64).max(0))
+                } else {
+                    String::new()
+                };
+                inv.key(self.keys.stream(&s.stream))
+                    .arg(age_cut)
+                    .arg(s.maxlen)
+                    .arg(s.hard_cap)
+                    .arg(TRIM_BATCH);
+                (s.stream.clone(), inv)
+            })
+            .collect();
+        let mut conn = self.conn.clone();
+        let fut = async move {
+            let mut out = Vec::new();
+            for (stream, inv) in calls {
+                out.push((stream, inv.invoke_async::<Value>(&mut conn).await));
+            }
+            out
+        };
+        ctx.spawn(
+            actix::fut::wrap_future(fut).map(|results, act: &mut Self, _| {
+                act.busy = false;
+                for (stream, res) in results {
+                    match res {
+                        Ok(v) => act.record(&stream, v),
+                        Err(e) => tracing::warn!(%stream, error = %e, "retention trim failed"),
+                    }
+                }
+            }),
+        );
+    }
+
+    fn record(&mut self, stream: &str, v: Value) {
+        let Value::Array(parts) = v else { return };
+        let int = |v: Option<&Value>| match v {
+            Some(Value::Int(n)) => u64::try_from(*n).unwrap_or(0),
+            _ => 0,
+        };
+        let list = |v: Option<&Value>| -> Vec<Value> {
+            match v {
+                Some(Value::Array(a)) => a.clone(),
+                _ => Vec::new(),
+            }
+        };
+        let removed = int(parts.first());
+        let forced = int(parts.get(1));
+        RouteStats::add(&self.stats.trimmed, removed);
+        if removed > 0 {
+            tracing::debug!(stream, removed, "trimmed by retention");
+        }
+        for lag in list(parts.get(2)).chunks(3) {
+            let (Some(group), Some(needed_id)) = (text(&lag[0]), lag.get(1).and_then(text)) else {
+                continue;
+            };
+            RouteStats::add(&self.stats.held_back, 1);
+            let key = (stream.to_owned(), group.clone());
+            let due = self
+                .last_report
+                .get(&key)
+                .is_none_or(|t| t.elapsed() >= self.report_every);
+            if due {
+                self.last_report.insert(key, Instant::now());
+                let lag = match lag.get(2) {
+                    Some(Value::Int(n)) => *n,
+                    _ => -1,
+                };
+                tracing::warn!(stream, %group, %needed_id, lag, "a lagging group holds retention back");
+                self.hooks.retention(&RetentionReport::Lagging {
+                    stream: stream.to_owned(),
+                    group,
+                    needed_id,
+                    lag,
+                });
+            }
+        }
+        if forced > 0 {
+            RouteStats::add(&self.stats.forced, forced);
+            let groups: Vec<String> = list(parts.get(3)).iter().filter_map(text).collect();
+            tracing::error!(stream, removed = forced, groups = ?groups, "hard cap trimmed entries past lagging groups");
+            self.hooks.retention(&RetentionReport::ForcedTrim {
+                stream: stream.to_owned(),
+                removed: forced,
+                groups,
+            });
+        }
+    }
+}
+
+impl Actor for RetentionKeeper {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.run_interval(self.interval, |act, ctx| act.tick(ctx));
+    }
+}
