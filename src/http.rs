@@ -16,6 +16,8 @@ pub struct AppState {
     pub health: Health,
     /// The shared Redis connection.
     pub redis: ConnectionManager,
+    /// The database (may still be opening).
+    pub db: crate::database::Db,
 }
 
 /// Binds `addr` and starts serving; returns the bound address and a handle to stop
@@ -58,6 +60,14 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         Ok(Err(e)) => not_ready.insert(0, ("redis".into(), e.to_string())),
         Err(_) => not_ready.insert(0, ("redis".into(), "no answer within 1 s".into())),
     }
+    if let Some(store) = state.db.try_get() {
+        match tokio::time::timeout(Duration::from_secs(1), store.ping()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => not_ready.push(("database".into(), e.to_string())),
+            Err(_) => not_ready.push(("database".into(), "no answer within 1 s".into())),
+        }
+    }
+    not_ready.dedup_by(|a, b| a.0 == b.0);
     if not_ready.is_empty() {
         return HttpResponse::Ok().json(json!({"status": "ready"}));
     }

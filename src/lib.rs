@@ -6,6 +6,9 @@
 //! # Layout
 //! - [`events`]: every event type as a typed payload, one file per stream.
 //! - [`pools`]: which consumer group handles which types.
+//! - [`archiver`]: the group that writes every event into the event store.
+//! - [`projections`]: projection groups (user preferences).
+//! - [`database`]: the database as the service sees it (opened in the background).
 //! - [`config`]: settings from `config/default.toml`, a file and the environment.
 //! - [`serve`]: `strategist serve`, start-up and graceful shutdown.
 //! - [`hooks`]: what the application publishes when the engine decides alone.
@@ -13,15 +16,20 @@
 //! - [`cli`]: the other subcommands (publish, tail, schema, bench).
 //! - [`redis_conn`]: the shared Redis connection with clear errors.
 //! - [`local_redis`]: a private `redis-server` for the benchmark and tests.
+//! - [`store`]: the database: event store, projections (sea-orm, SQLite or PostgreSQL).
 //! - [`telemetry`]: logging set-up.
 
+pub mod archiver;
 pub mod cli;
 pub mod config;
+pub mod database;
 pub mod events;
 pub mod hooks;
 pub mod http;
 pub mod local_redis;
 pub mod pools;
+pub mod projections;
 pub mod redis_conn;
 pub mod serve;
+pub mod store;
 pub mod telemetry;

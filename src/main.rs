@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use strategist::cli::{bench, dlq, publish, schema, tail};
+use strategist::cli::{bench, db, dlq, publish, schema, tail};
 use strategist::config::Settings;
 use strategist_actors::DeadLetterFilter;
 
@@ -63,6 +63,13 @@ enum Command {
     Dlq {
         #[command(subcommand)]
         command: DlqCli,
+    },
+    /// Applies database migrations.
+    Migrate,
+    /// Projection maintenance.
+    Projections {
+        #[command(subcommand)]
+        command: ProjectionsCommand,
     },
     /// JSON Schemas of the event types.
     Schema {
@@ -163,6 +170,18 @@ enum DlqCli {
 }
 
 #[derive(Subcommand)]
+enum ProjectionsCommand {
+    /// Rebuilds a projection from the event store, with a progress bar.
+    Rebuild {
+        /// The projection (user-preferences).
+        name: String,
+        /// Only this user.
+        #[arg(long)]
+        user_id: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
 enum SchemaCommand {
     /// Writes one JSON Schema per event type and version into DIR.
     Export {
@@ -237,6 +256,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if !out.is_empty() {
                 println!("{out}");
             }
+            Ok(())
+        }
+        Command::Migrate => {
+            db::migrate(&settings()?).await?;
+            eprintln!("migrations applied");
+            Ok(())
+        }
+        Command::Projections {
+            command: ProjectionsCommand::Rebuild { name, user_id },
+        } => {
+            let (users, events) = db::rebuild(&settings()?, &name, user_id).await?;
+            println!("rebuilt {name} for {users} users from {events} events");
             Ok(())
         }
         Command::Schema {

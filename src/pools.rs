@@ -12,7 +12,9 @@ use strategist_actors::{Event, EventType, HandlerError, Pool};
 use crate::config::{ConfigError, Settings};
 use crate::events::{ai, contextual, market, notification, system};
 
-/// The handled event types of each pool, for the README and `GET /streams`.
+/// The handled event types of each business pool, for the README and
+/// `GET /streams`. The archiver (every stream, every type) and the projections are
+/// built by their own modules.
 pub const POOLS: &[(&str, &[&str])] = &[
     (
         "file-processor",

@@ -1,7 +1,8 @@
 //! `strategist serve`: the whole system in one process, and its graceful shutdown.
 //!
 //! Order at start: configuration, Redis (fail fast with one line), the dead-letter
-//! resolver and retention keeper, the engine (groups, routers, workers), HTTP. At
+//! resolver and retention keeper, the database (opened and migrated, retried in the
+//! background while it is down), the engine (groups, routers, workers), HTTP. At
 //! SIGINT/SIGTERM: stop reading, let in-flight work finish and be acked within the
 //! grace period, stop HTTP, exit 0.
 
@@ -17,7 +18,8 @@ use strategist_actors::{
 };
 
 use crate::config::Settings;
-use crate::{events, hooks, http, pools, redis_conn};
+use crate::database::Db;
+use crate::{archiver, events, hooks, http, pools, projections, redis_conn};
 
 /// Runs until a signal; `dev` allows starting without an auth secret.
 pub async fn run(settings: Settings, dev: bool) -> anyhow::Result<()> {
@@ -71,7 +73,17 @@ pub async fn run(settings: Settings, dev: bool) -> anyhow::Result<()> {
     .start();
 
     let health = Health::default();
-    let pools = pools::build(&settings)?;
+    let db = Db::open(&settings.database.url, &health).await?;
+    let mut pools = pools::build(&settings)?;
+    pools.push(archiver::pool(
+        db.clone(),
+        health.clone(),
+        settings.pool(archiver::GROUP)?.0,
+    ));
+    pools.push(projections::user_preferences(
+        db.clone(),
+        settings.pool(crate::store::preferences::PROJECTION)?.0,
+    ));
     let mut config = EngineConfig::for_this_process();
     config.keys = keys;
     config.dlq_maxlen = settings.engine.dlq_maxlen;
@@ -94,6 +106,7 @@ pub async fn run(settings: Settings, dev: bool) -> anyhow::Result<()> {
         http::AppState {
             health: health.clone(),
             redis: shared,
+            db,
         },
     )
     .with_context(|| format!("cannot listen on {}", settings.http.addr))?;

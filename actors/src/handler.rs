@@ -42,14 +42,33 @@ impl HandlerError {
     }
 }
 
-/// A decoded event of a known type: the envelope (metadata and raw payload) and the
-/// typed payload.
+/// A decoded event of a known type: the envelope (metadata and raw payload), the
+/// typed payload, and where and how often it was delivered.
 #[derive(Debug, Clone)]
 pub struct Event<T> {
     /// Id, type, version, correlation, trace context, and the payload as JSON.
     pub envelope: Envelope,
     /// The typed payload.
     pub data: T,
+    /// The Redis entry id (stream order).
+    pub entry_id: String,
+    /// The stream it was read from (without prefix).
+    pub stream: String,
+    /// This attempt's number, 1 for the first delivery.
+    pub attempt: u32,
+}
+
+/// One delivery of an entry to a handler, undecoded beyond the envelope.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// The event.
+    pub envelope: Envelope,
+    /// The Redis entry id (stream order).
+    pub entry_id: String,
+    /// The stream it was read from (without prefix).
+    pub stream: String,
+    /// This attempt's number, 1 for the first delivery.
+    pub attempt: u32,
 }
 
 /// What a handler call returns.
@@ -74,7 +93,7 @@ pub type HandlerFuture = LocalBoxFuture<'static, Result<(), HandlerError>>;
 /// # let _ = h;
 /// ```
 #[derive(Clone)]
-pub struct Handler(Arc<dyn Fn(Envelope) -> HandlerFuture + Send + Sync>);
+pub struct Handler(Arc<dyn Fn(Delivery) -> HandlerFuture + Send + Sync>);
 
 impl Handler {
     /// A handler of one typed event. A payload that does not decode as `T` is a
@@ -87,10 +106,17 @@ impl Handler {
         Fut: Future<Output = Result<(), HandlerError>> + 'static,
     {
         let f = Arc::new(f);
-        Handler(Arc::new(move |envelope: Envelope| {
+        Handler(Arc::new(move |d: Delivery| {
             let f = f.clone();
-            match T::deserialize(&envelope.data) {
-                Ok(data) => f(Event { envelope, data }).boxed_local(),
+            match T::deserialize(&d.envelope.data) {
+                Ok(data) => f(Event {
+                    envelope: d.envelope,
+                    data,
+                    entry_id: d.entry_id,
+                    stream: d.stream,
+                    attempt: d.attempt,
+                })
+                .boxed_local(),
                 Err(e) => {
                     let msg = format!("payload does not decode as {}: {e}", T::TYPE);
                     async move { Err(HandlerError::Permanent(msg)) }.boxed_local()
@@ -99,18 +125,18 @@ impl Handler {
         }))
     }
 
-    /// A handler of raw envelopes, for consumers that take every type (the archiver,
-    /// a tail).
+    /// A handler of raw deliveries, for consumers that take every type (the
+    /// archiver, a tail).
     pub fn raw<F, Fut>(f: F) -> Self
     where
-        F: Fn(Envelope) -> Fut + Send + Sync + 'static,
+        F: Fn(Delivery) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), HandlerError>> + 'static,
     {
-        Handler(Arc::new(move |env| f(env).boxed_local()))
+        Handler(Arc::new(move |d| f(d).boxed_local()))
     }
 
     /// Calls the handler.
-    pub fn call(&self, envelope: Envelope) -> HandlerFuture {
-        (self.0)(envelope)
+    pub fn call(&self, delivery: Delivery) -> HandlerFuture {
+        (self.0)(delivery)
     }
 }

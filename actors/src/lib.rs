@@ -53,7 +53,7 @@ pub use catalog::{Catalog, CheckError, EventType};
 pub use dead_letters::{DeadLetterEntry, DeadLetterError, DeadLetterFilter, DeadLetters};
 pub use engine::{Engine, EngineConfig, EngineError, RouteInfo};
 pub use envelope::{DecodeError, Envelope};
-pub use handler::{Event, Handler, HandlerError};
+pub use handler::{Delivery, Event, Handler, HandlerError};
 pub use health::Health;
 pub use hooks::{DeadLetter, DeadLetterReason, Hooks};
 pub use keys::Keys;

@@ -65,6 +65,10 @@ pub struct PoolOptions {
     pub start_from: StartFrom,
     /// Settings of single event types, over the pool's.
     pub types: BTreeMap<String, TypeOptions>,
+    /// Check known types' payloads against the catalog (and upcast them) before
+    /// handing them over. Off for consumers that must see events exactly as
+    /// published, such as an archive.
+    pub validate_payloads: bool,
 }
 
 /// Settings of one event type within a pool.
@@ -98,6 +102,7 @@ impl Default for PoolOptions {
             restart_cooldown_ms: 30_000,
             start_from: StartFrom::Beginning,
             types: BTreeMap::new(),
+            validate_payloads: true,
         }
     }
 }

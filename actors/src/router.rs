@@ -30,7 +30,7 @@ use tokio::sync::oneshot;
 
 use crate::catalog::{Catalog, CheckError};
 use crate::envelope::{Envelope, now_millis};
-use crate::handler::{Handler, HandlerError};
+use crate::handler::{Delivery, Handler, HandlerError};
 use crate::health::Health;
 use crate::hooks::{DeadLetter, DeadLetterReason, Hooks};
 use crate::pool::PoolOptions;
@@ -349,7 +349,12 @@ impl Router {
                 );
             }
         };
-        let env = match self.route.catalog.check(env) {
+        let checked = if self.opts().validate_payloads {
+            self.route.catalog.check(env)
+        } else {
+            Ok(env)
+        };
+        let env = match checked {
             Ok(env) => env,
             Err(e) => {
                 let reason = match e {
@@ -424,13 +429,20 @@ impl Router {
             .min_by_key(|i| self.load[*i])
             .unwrap_or_default();
         self.load[worker] += 1;
+        let mut attempt = 1;
         if let Some(f) = self.in_flight.get_mut(&id) {
             f.worker = Some(worker);
             f.started = Instant::now();
+            attempt = f.entry.deliveries;
         }
         let deliver = Deliver {
             timeout: self.opts().timeout_for(&envelope.event_type),
-            envelope,
+            delivery: Delivery {
+                envelope,
+                entry_id: id.clone(),
+                stream: self.route.stream.clone(),
+                attempt,
+            },
             handler,
         };
         let send = self.workers[worker].send(deliver);

@@ -13,8 +13,7 @@ use actix::prelude::*;
 use futures_util::FutureExt;
 
 use crate::budget::RestartBudget;
-use crate::envelope::Envelope;
-use crate::handler::{Handler, HandlerError};
+use crate::handler::{Delivery, Handler, HandlerError};
 use crate::health::Health;
 use crate::hooks::Hooks;
 
@@ -22,7 +21,7 @@ use crate::hooks::Hooks;
 #[derive(Message)]
 #[rtype(result = "Outcome")]
 pub(crate) struct Deliver {
-    pub(crate) envelope: Envelope,
+    pub(crate) delivery: Delivery,
     pub(crate) handler: Handler,
     pub(crate) timeout: Duration,
 }
@@ -100,12 +99,12 @@ impl actix::Handler<Deliver> for Worker {
 
     fn handle(&mut self, msg: Deliver, _ctx: &mut Context<Self>) -> Self::Result {
         let Deliver {
-            envelope,
+            delivery,
             handler,
             timeout,
         } = msg;
         let run = async move {
-            let fut = match std::panic::catch_unwind(AssertUnwindSafe(|| handler.call(envelope))) {
+            let fut = match std::panic::catch_unwind(AssertUnwindSafe(|| handler.call(delivery))) {
                 Ok(f) => f,
                 Err(p) => return Outcome::Panicked(panic_message(p.as_ref())),
             };

@@ -156,6 +156,8 @@ pub fn entries(
 pub struct Proc {
     child: Child,
     lines: Arc<Mutex<Vec<String>>>,
+    /// A temporary folder that lives as long as the process (its SQLite file).
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl Proc {
@@ -175,7 +177,11 @@ impl Proc {
                 sink.lock().unwrap().push(line);
             }
         });
-        Proc { child, lines }
+        Proc {
+            child,
+            lines,
+            _dir: None,
+        }
     }
 
     /// Everything it wrote to stderr so far.
@@ -272,9 +278,13 @@ impl App {
         App { proc, port }
     }
 
-    /// Starts the binary without waiting for anything.
+    /// Starts the binary without waiting for anything. Without a `DATABASE_URL` in
+    /// `env`, it gets a SQLite file of its own in a temporary folder.
     pub fn spawn(redis_url: &str, env: &[(&str, &str)]) -> Proc {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_strategist"));
+        let dir = tempfile::tempdir().expect("temp dir");
+        let sqlite = format!("sqlite://{}/strategist.db?mode=rwc", dir.path().display());
+        cmd.env("DATABASE_URL", sqlite);
         cmd.arg("serve")
             .arg("--dev")
             .env("REDIS_URL", redis_url)
@@ -285,7 +295,9 @@ impl App {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        Proc::spawn(cmd)
+        let mut p = Proc::spawn(cmd);
+        p._dir = Some(dir);
+        p
     }
 
     /// `GET path`: status and body.
@@ -335,4 +347,76 @@ pub fn probe(redis_url: &str, env: &[(&str, &str)]) -> Proc {
     let mut p = Proc::spawn(cmd);
     p.wait_for_line("probe ready", Duration::from_secs(30));
     p
+}
+
+/// A database for one test: a SQLite file in a temporary folder, or a PostgreSQL
+/// database made for the test and dropped after it.
+pub struct TestDb {
+    pub url: String,
+    pub kind: &'static str,
+    pg_name: Option<String>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+fn psql(sql: &str) -> bool {
+    Command::new("psql")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-d",
+            "postgres",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-qc",
+            sql,
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+impl TestDb {
+    pub fn sqlite() -> TestDb {
+        let dir = tempfile::tempdir().expect("temp dir");
+        TestDb {
+            url: format!("sqlite://{}/test.db?mode=rwc", dir.path().display()),
+            kind: "sqlite",
+            pg_name: None,
+            _dir: Some(dir),
+        }
+    }
+
+    pub fn postgres() -> TestDb {
+        let name = format!(
+            "strategist_test_{}",
+            ulid::Ulid::generate().to_string().to_lowercase()
+        );
+        assert!(
+            psql(&format!("CREATE DATABASE {name}")),
+            "cannot create PostgreSQL database {name} on 127.0.0.1:5432 as postgres"
+        );
+        TestDb {
+            url: format!("postgres://postgres@127.0.0.1:5432/{name}"),
+            kind: "postgres",
+            pg_name: Some(name),
+            _dir: None,
+        }
+    }
+
+    /// Both kinds.
+    pub fn both() -> Vec<TestDb> {
+        vec![TestDb::sqlite(), TestDb::postgres()]
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Some(name) = &self.pg_name {
+            psql(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+        }
+    }
 }

@@ -1,0 +1,281 @@
+//! Schema migrations, in order. A migration, once released, never changes; a change
+//! is a new migration.
+
+use sea_orm_migration::prelude::*;
+
+/// Every migration of the application.
+pub struct Migrator;
+
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(M0001EventStore), Box::new(M0002Projections)]
+    }
+}
+
+/// The append-only event store.
+#[derive(DeriveMigrationName)]
+struct M0001EventStore;
+
+#[derive(DeriveIden)]
+enum Events {
+    Table,
+    Id,
+    Stream,
+    EventType,
+    Version,
+    TimestampMs,
+    CorrelationId,
+    CausationId,
+    UserId,
+    Data,
+    Metadata,
+    EntryId,
+    EntryMs,
+    EntrySeq,
+    ArchivedAtMs,
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for M0001EventStore {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.create_table(
+            Table::create()
+                .table(Events::Table)
+                .if_not_exists()
+                .col(ColumnDef::new(Events::Id).string().not_null().primary_key())
+                .col(ColumnDef::new(Events::Stream).string().not_null())
+                .col(ColumnDef::new(Events::EventType).string().not_null())
+                .col(ColumnDef::new(Events::Version).integer().not_null())
+                .col(ColumnDef::new(Events::TimestampMs).big_integer().not_null())
+                .col(ColumnDef::new(Events::CorrelationId).string().null())
+                .col(ColumnDef::new(Events::CausationId).string().null())
+                .col(ColumnDef::new(Events::UserId).string().null())
+                .col(ColumnDef::new(Events::Data).text().not_null())
+                .col(ColumnDef::new(Events::Metadata).text().null())
+                .col(ColumnDef::new(Events::EntryId).string().not_null())
+                .col(ColumnDef::new(Events::EntryMs).big_integer().not_null())
+                .col(ColumnDef::new(Events::EntrySeq).big_integer().not_null())
+                .col(
+                    ColumnDef::new(Events::ArchivedAtMs)
+                        .big_integer()
+                        .not_null(),
+                )
+                .to_owned(),
+        )
+        .await?;
+        for (name, first) in [
+            ("idx_events_user", Events::UserId),
+            ("idx_events_correlation", Events::CorrelationId),
+            ("idx_events_type", Events::EventType),
+        ] {
+            m.create_index(
+                Index::create()
+                    .name(name)
+                    .table(Events::Table)
+                    .if_not_exists()
+                    .col(first)
+                    .col(Events::EntryMs)
+                    .col(Events::EntrySeq)
+                    .to_owned(),
+            )
+            .await?;
+        }
+        m.create_index(
+            Index::create()
+                .name("idx_events_order")
+                .table(Events::Table)
+                .if_not_exists()
+                .col(Events::EntryMs)
+                .col(Events::EntrySeq)
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(
+            Index::create()
+                .name("idx_events_time")
+                .table(Events::Table)
+                .if_not_exists()
+                .col(Events::TimestampMs)
+                .to_owned(),
+        )
+        .await
+    }
+}
+
+/// Projection state: applied events, offsets, user preferences and their history.
+#[derive(DeriveMigrationName)]
+struct M0002Projections;
+
+#[derive(DeriveIden)]
+enum ProjectionApplied {
+    Table,
+    Projection,
+    EventId,
+}
+
+#[derive(DeriveIden)]
+enum ProjectionOffsets {
+    Table,
+    Projection,
+    LastEventId,
+    UpdatedAtMs,
+}
+
+#[derive(DeriveIden)]
+enum UserPreferences {
+    Table,
+    UserId,
+    Preferences,
+    Versions,
+    EmbeddingModel,
+    EmbeddingModelVersion,
+    LastEventId,
+    UpdatedAtMs,
+}
+
+#[derive(DeriveIden)]
+enum PreferenceHistory {
+    Table,
+    EventId,
+    Field,
+    UserId,
+    OldValue,
+    NewValue,
+    EntryId,
+    TimestampMs,
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for M0002Projections {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.create_table(
+            Table::create()
+                .table(ProjectionApplied::Table)
+                .if_not_exists()
+                .col(
+                    ColumnDef::new(ProjectionApplied::Projection)
+                        .string()
+                        .not_null(),
+                )
+                .col(
+                    ColumnDef::new(ProjectionApplied::EventId)
+                        .string()
+                        .not_null(),
+                )
+                .primary_key(
+                    Index::create()
+                        .col(ProjectionApplied::Projection)
+                        .col(ProjectionApplied::EventId),
+                )
+                .to_owned(),
+        )
+        .await?;
+        m.create_table(
+            Table::create()
+                .table(ProjectionOffsets::Table)
+                .if_not_exists()
+                .col(
+                    ColumnDef::new(ProjectionOffsets::Projection)
+                        .string()
+                        .not_null()
+                        .primary_key(),
+                )
+                .col(
+                    ColumnDef::new(ProjectionOffsets::LastEventId)
+                        .string()
+                        .not_null(),
+                )
+                .col(
+                    ColumnDef::new(ProjectionOffsets::UpdatedAtMs)
+                        .big_integer()
+                        .not_null(),
+                )
+                .to_owned(),
+        )
+        .await?;
+        m.create_table(
+            Table::create()
+                .table(UserPreferences::Table)
+                .if_not_exists()
+                .col(
+                    ColumnDef::new(UserPreferences::UserId)
+                        .string()
+                        .not_null()
+                        .primary_key(),
+                )
+                .col(
+                    ColumnDef::new(UserPreferences::Preferences)
+                        .text()
+                        .not_null(),
+                )
+                .col(ColumnDef::new(UserPreferences::Versions).text().not_null())
+                .col(
+                    ColumnDef::new(UserPreferences::EmbeddingModel)
+                        .string()
+                        .null(),
+                )
+                .col(
+                    ColumnDef::new(UserPreferences::EmbeddingModelVersion)
+                        .string()
+                        .null(),
+                )
+                .col(
+                    ColumnDef::new(UserPreferences::LastEventId)
+                        .string()
+                        .not_null(),
+                )
+                .col(
+                    ColumnDef::new(UserPreferences::UpdatedAtMs)
+                        .big_integer()
+                        .not_null(),
+                )
+                .to_owned(),
+        )
+        .await?;
+        m.create_table(
+            Table::create()
+                .table(PreferenceHistory::Table)
+                .if_not_exists()
+                .col(
+                    ColumnDef::new(PreferenceHistory::EventId)
+                        .string()
+                        .not_null(),
+                )
+                .col(ColumnDef::new(PreferenceHistory::Field).string().not_null())
+                .col(
+                    ColumnDef::new(PreferenceHistory::UserId)
+                        .string()
+                        .not_null(),
+                )
+                .col(ColumnDef::new(PreferenceHistory::OldValue).text().null())
+                .col(ColumnDef::new(PreferenceHistory::NewValue).text().null())
+                .col(
+                    ColumnDef::new(PreferenceHistory::EntryId)
+                        .string()
+                        .not_null(),
+                )
+                .col(
+                    ColumnDef::new(PreferenceHistory::TimestampMs)
+                        .big_integer()
+                        .not_null(),
+                )
+                .primary_key(
+                    Index::create()
+                        .col(PreferenceHistory::EventId)
+                        .col(PreferenceHistory::Field),
+                )
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(
+            Index::create()
+                .name("idx_preference_history_user")
+                .table(PreferenceHistory::Table)
+                .if_not_exists()
+                .col(PreferenceHistory::UserId)
+                .col(PreferenceHistory::TimestampMs)
+                .to_owned(),
+        )
+        .await
+    }
+}

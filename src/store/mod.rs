@@ -1,0 +1,107 @@
+//! The database: sea-orm over SQLite (the embedded default) or PostgreSQL, with
+//! migrations. Redis keeps a retention window; the database keeps history (the event
+//! store) and state (projections, sagas).
+//!
+//! Invariant: every write that must happen once is idempotent by the event id
+//! (primary keys and `ON CONFLICT DO NOTHING`), so redelivery never doubles it.
+
+use std::time::Duration;
+
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr};
+use sea_orm_migration::MigratorTrait;
+
+pub mod entities;
+pub mod event_store;
+pub mod migration;
+pub mod preferences;
+
+/// Why the database could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The URL is neither sqlite:// nor postgres://.
+    #[error("DATABASE_URL `{0}` is not supported: use sqlite://PATH or postgres://USER@HOST/DB")]
+    BadUrl(String),
+    /// The SQLite file's folder cannot be made.
+    #[error("cannot create the database folder {path}: {source}")]
+    Folder {
+        /// The folder.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Connecting failed.
+    #[error("cannot open the database at {url}: {source}")]
+    Connect {
+        /// The URL without password.
+        url: String,
+        /// What failed.
+        source: DbErr,
+    },
+    /// A migration failed.
+    #[error("database migration failed: {0}")]
+    Migrate(DbErr),
+    /// A query failed.
+    #[error("database: {0}")]
+    Db(#[from] DbErr),
+}
+
+/// The open database.
+#[derive(Clone)]
+pub struct Store {
+    /// The connection pool.
+    pub db: DatabaseConnection,
+}
+
+impl Store {
+    /// Opens `url`, making the folder of a SQLite file when missing.
+    pub async fn connect(url: &str) -> Result<Store, StoreError> {
+        let shown = crate::redis_conn::redacted(url);
+        if let Some(rest) = url.strip_prefix("sqlite://") {
+            let path = rest.split('?').next().unwrap_or_default();
+            if !path.is_empty()
+                && path != ":memory:"
+                && let Some(dir) = std::path::Path::new(path)
+                    .parent()
+                    .filter(|d| !d.as_os_str().is_empty())
+            {
+                std::fs::create_dir_all(dir).map_err(|source| StoreError::Folder {
+                    path: dir.display().to_string(),
+                    source,
+                })?;
+            }
+        } else if !url.starts_with("postgres://") && !url.starts_with("postgresql://") {
+            return Err(StoreError::BadUrl(shown));
+        }
+        let mut opts = ConnectOptions::new(url.to_owned());
+        opts.connect_timeout(Duration::from_secs(5))
+            .acquire_timeout(Duration::from_secs(5))
+            .max_connections(10)
+            .sqlx_logging(false);
+        let db = Database::connect(opts)
+            .await
+            .map_err(|source| StoreError::Connect { url: shown, source })?;
+        if db.get_database_backend() == DbBackend::Sqlite {
+            // Readers do not block the writer; a busy writer is waited for, not failed.
+            for pragma in [
+                "PRAGMA journal_mode=WAL",
+                "PRAGMA busy_timeout=5000",
+                "PRAGMA synchronous=NORMAL",
+            ] {
+                db.execute_unprepared(pragma).await?;
+            }
+        }
+        Ok(Store { db })
+    }
+
+    /// Applies every pending migration.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        migration::Migrator::up(&self.db, None)
+            .await
+            .map_err(StoreError::Migrate)
+    }
+
+    /// Whether the database answers.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.db.ping().await.map_err(StoreError::Db)
+    }
+}

@@ -1,0 +1,368 @@
+//! The design's UserPreferencesProjection: `user.preferences.updated` and
+//! `user.embedding.model.changed` give each user's current preferences, with every
+//! change kept as history.
+//!
+//! Invariants:
+//! - an event is applied once: its id goes into `projection_applied` in the same
+//!   transaction as the state it changes;
+//! - the newest write of each field wins by stream order (the Redis entry id of the
+//!   event that set it is kept beside the value), so the state does not depend on
+//!   the order redeliveries and claims bring events in, and equals a replay of the
+//!   event store in stream order;
+//! - live application and rebuild use the same [`PrefState::apply`].
+
+use std::collections::BTreeSet;
+
+use sea_orm::sea_query::OnConflict;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect, Set,
+    TransactionTrait,
+};
+use serde_json::{Map, Value};
+use strategist_actors::Envelope;
+
+use super::entities::{
+    preference_history, projection_applied, projection_offset, user_preferences,
+};
+use super::event_store::entry_parts;
+use super::{Store, StoreError};
+use crate::events::user::{UserEmbeddingModelChanged, UserPreferencesUpdated};
+
+/// The projection's name (also its consumer group's).
+pub const PROJECTION: &str = "user-preferences";
+
+/// The event types it applies.
+pub const TYPES: [&str; 2] = ["user.preferences.updated", "user.embedding.model.changed"];
+
+/// One user's preferences while being computed.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PrefState {
+    /// Field → value.
+    pub prefs: Map<String, Value>,
+    /// Field → entry id of the event that set it.
+    pub versions: Map<String, Value>,
+    /// The embedding model.
+    pub embedding_model: Option<String>,
+    /// Entry id of the event that set it.
+    pub embedding_version: Option<String>,
+    /// The last event applied.
+    pub last_event_id: String,
+    /// Timestamp of the newest event applied.
+    pub updated_at_ms: i64,
+}
+
+fn newer(entry: &str, than: Option<&str>) -> bool {
+    than.is_none_or(|t| entry_parts(entry) >= entry_parts(t))
+}
+
+impl PrefState {
+    fn from_row(r: &user_preferences::Model) -> Self {
+        let map = |s: &str| match serde_json::from_str(s) {
+            Ok(Value::Object(m)) => m,
+            _ => Map::new(),
+        };
+        PrefState {
+            prefs: map(&r.preferences),
+            versions: map(&r.versions),
+            embedding_model: r.embedding_model.clone(),
+            embedding_version: r.embedding_model_version.clone(),
+            last_event_id: r.last_event_id.clone(),
+            updated_at_ms: r.updated_at_ms,
+        }
+    }
+
+    /// Applies one event; returns the history rows it makes. Events of other types
+    /// and payloads that do not decode change nothing.
+    pub fn apply(&mut self, ev: &Envelope, entry_id: &str) -> Vec<preference_history::Model> {
+        let user = ev.user_id.clone().unwrap_or_default();
+        let ts = ev.timestamp.timestamp_millis();
+        let row = |field: &str, old: Option<&Value>, new: Option<&Value>, user: &str| {
+            preference_history::Model {
+                event_id: ev.id.to_string(),
+                field: field.to_owned(),
+                user_id: user.to_owned(),
+                old_value: old.map(Value::to_string),
+                new_value: new.map(Value::to_string),
+                entry_id: entry_id.to_owned(),
+                timestamp_ms: ts,
+            }
+        };
+        let mut history = Vec::new();
+        match ev.event_type.as_str() {
+            "user.preferences.updated" => {
+                let Ok(p) = serde_json::from_value::<UserPreferencesUpdated>(ev.data.clone())
+                else {
+                    return history;
+                };
+                for field in &p.changed_fields {
+                    let new = p.new_values.get(field);
+                    history.push(row(field, p.old_values.get(field), new, &p.user_id));
+                    let current = self.versions.get(field).and_then(Value::as_str);
+                    if newer(entry_id, current) {
+                        match new {
+                            Some(v) => self.prefs.insert(field.clone(), v.clone()),
+                            None => self.prefs.remove(field),
+                        };
+                        self.versions
+                            .insert(field.clone(), Value::String(entry_id.to_owned()));
+                    }
+                }
+            }
+            "user.embedding.model.changed" => {
+                let Ok(p) = serde_json::from_value::<UserEmbeddingModelChanged>(ev.data.clone())
+                else {
+                    return history;
+                };
+                let old = p.old_model_id.map(Value::String);
+                let new = Value::String(p.new_model_id.clone());
+                history.push(row("embedding_model", old.as_ref(), Some(&new), &p.user_id));
+                if newer(entry_id, self.embedding_version.as_deref()) {
+                    self.embedding_model = Some(p.new_model_id);
+                    self.embedding_version = Some(entry_id.to_owned());
+                }
+            }
+            _ => return history,
+        }
+        let _ = user;
+        self.last_event_id = ev.id.to_string();
+        self.updated_at_ms = self.updated_at_ms.max(ts);
+        history
+    }
+}
+
+fn user_of(ev: &Envelope) -> Option<String> {
+    ev.data
+        .get("user_id")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .or_else(|| ev.user_id.clone())
+}
+
+async fn save<C: ConnectionTrait>(
+    db: &C,
+    user_id: &str,
+    s: &PrefState,
+    history: Vec<preference_history::Model>,
+    exists: bool,
+) -> Result<(), StoreError> {
+    let row = user_preferences::ActiveModel {
+        user_id: Set(user_id.to_owned()),
+        preferences: Set(Value::Object(s.prefs.clone()).to_string()),
+        versions: Set(Value::Object(s.versions.clone()).to_string()),
+        embedding_model: Set(s.embedding_model.clone()),
+        embedding_model_version: Set(s.embedding_version.clone()),
+        last_event_id: Set(s.last_event_id.clone()),
+        updated_at_ms: Set(s.updated_at_ms),
+    };
+    if exists {
+        row.update(db).await?;
+    } else {
+        row.insert(db).await?;
+    }
+    if !history.is_empty() {
+        let rows = history
+            .into_iter()
+            .map(preference_history::ActiveModel::from);
+        preference_history::Entity::insert_many(rows)
+            .on_conflict(
+                OnConflict::columns([
+                    preference_history::Column::EventId,
+                    preference_history::Column::Field,
+                ])
+                .do_nothing()
+                .to_owned(),
+            )
+            .exec_without_returning(db)
+            .await?;
+    }
+    Ok(())
+}
+
+impl Store {
+    /// Applies one event live, once. Returns false when it had been applied before.
+    pub async fn apply_preferences(
+        &self,
+        ev: &Envelope,
+        entry_id: &str,
+    ) -> Result<bool, StoreError> {
+        let Some(user_id) = user_of(ev) else {
+            return Ok(false);
+        };
+        let txn = self.db.begin().await?;
+        let marked = projection_applied::Entity::insert(projection_applied::ActiveModel {
+            projection: Set(PROJECTION.to_owned()),
+            event_id: Set(ev.id.to_string()),
+        })
+        .on_conflict(
+            OnConflict::columns([
+                projection_applied::Column::Projection,
+                projection_applied::Column::EventId,
+            ])
+            .do_nothing()
+            .to_owned(),
+        )
+        .exec_without_returning(&txn)
+        .await?;
+        if marked == 0 {
+            txn.commit().await?;
+            return Ok(false);
+        }
+        let current = user_preferences::Entity::find_by_id(user_id.clone())
+            .one(&txn)
+            .await?;
+        let mut state = current
+            .as_ref()
+            .map(PrefState::from_row)
+            .unwrap_or_default();
+        let history = state.apply(ev, entry_id);
+        save(&txn, &user_id, &state, history, current.is_some()).await?;
+        let offset = projection_offset::ActiveModel {
+            projection: Set(PROJECTION.to_owned()),
+            last_event_id: Set(ev.id.to_string()),
+            updated_at_ms: Set(chrono::Utc::now().timestamp_millis()),
+        };
+        projection_offset::Entity::insert(offset)
+            .on_conflict(
+                OnConflict::column(projection_offset::Column::Projection)
+                    .update_columns([
+                        projection_offset::Column::LastEventId,
+                        projection_offset::Column::UpdatedAtMs,
+                    ])
+                    .to_owned(),
+            )
+            .exec_without_returning(&txn)
+            .await?;
+        txn.commit().await?;
+        Ok(true)
+    }
+
+    /// A user's current preferences.
+    pub async fn preferences(
+        &self,
+        user_id: &str,
+    ) -> Result<Option<user_preferences::Model>, StoreError> {
+        Ok(user_preferences::Entity::find_by_id(user_id.to_owned())
+            .one(&self.db)
+            .await?)
+    }
+
+    /// A user's preference history, oldest first.
+    pub async fn preference_history(
+        &self,
+        user_id: &str,
+    ) -> Result<Vec<preference_history::Model>, StoreError> {
+        use sea_orm::QueryOrder;
+        Ok(preference_history::Entity::find()
+            .filter(preference_history::Column::UserId.eq(user_id))
+            .order_by_asc(preference_history::Column::TimestampMs)
+            .order_by_asc(preference_history::Column::EntryId)
+            .all(&self.db)
+            .await?)
+    }
+
+    /// Users with preference events in the event store or a preferences row.
+    pub async fn preference_users(&self) -> Result<Vec<String>, StoreError> {
+        use super::entities::event;
+        let mut users: BTreeSet<String> = user_preferences::Entity::find()
+            .select_only()
+            .column(user_preferences::Column::UserId)
+            .into_tuple::<String>()
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .collect();
+        let from_events: Vec<Option<String>> = event::Entity::find()
+            .select_only()
+            .column(event::Column::UserId)
+            .filter(event::Column::EventType.is_in(TYPES))
+            .distinct()
+            .into_tuple::<Option<String>>()
+            .all(&self.db)
+            .await?;
+        users.extend(from_events.into_iter().flatten());
+        Ok(users.into_iter().collect())
+    }
+
+    /// Rebuilds one user's preferences from the event store (the design's
+    /// `rebuildFromHistory`), safe while live events keep arriving: the state is
+    /// recomputed from history, then merged with the current row field by field,
+    /// where a live write newer than anything in history wins.
+    pub async fn rebuild_preferences(&self, user_id: &str) -> Result<usize, StoreError> {
+        let history = self.events_for_user(user_id).await?;
+        let mut fresh = PrefState::default();
+        let mut rows = Vec::new();
+        let mut applied = Vec::new();
+        let mut newest: Option<String> = None;
+        for m in history
+            .iter()
+            .filter(|m| TYPES.contains(&m.event_type.as_str()))
+        {
+            let Some(ev) = super::event_store::to_envelope(m) else {
+                continue;
+            };
+            rows.extend(fresh.apply(&ev, &m.entry_id));
+            applied.push(ev.id.to_string());
+            newest = Some(m.entry_id.clone());
+        }
+        let txn = self.db.begin().await?;
+        let current = user_preferences::Entity::find_by_id(user_id.to_owned())
+            .one(&txn)
+            .await?;
+        if let Some(cur) = current.as_ref().map(PrefState::from_row) {
+            // A field written live by an event not archived yet is newer than
+            // anything in history: keep it. Anything else comes from history.
+            for (field, v) in &cur.versions {
+                let live = v.as_str().unwrap_or_default();
+                let fresh_v = fresh.versions.get(field).and_then(Value::as_str);
+                let beyond_history = newest
+                    .as_deref()
+                    .is_none_or(|n| entry_parts(live) > entry_parts(n));
+                if beyond_history && newer(live, fresh_v) {
+                    match cur.prefs.get(field) {
+                        Some(val) => fresh.prefs.insert(field.clone(), val.clone()),
+                        None => fresh.prefs.remove(field),
+                    };
+                    fresh.versions.insert(field.clone(), v.clone());
+                }
+            }
+            if let Some(live) = cur.embedding_version.as_deref() {
+                let beyond_history = newest
+                    .as_deref()
+                    .is_none_or(|n| entry_parts(live) > entry_parts(n));
+                if beyond_history && newer(live, fresh.embedding_version.as_deref()) {
+                    fresh.embedding_model = cur.embedding_model.clone();
+                    fresh.embedding_version = cur.embedding_version.clone();
+                }
+            }
+            fresh.updated_at_ms = fresh.updated_at_ms.max(cur.updated_at_ms);
+            if fresh.last_event_id.is_empty() {
+                fresh.last_event_id = cur.last_event_id.clone();
+            }
+        }
+        let n = applied.len();
+        if n > 0 || current.is_some() {
+            save(&txn, user_id, &fresh, rows, current.is_some()).await?;
+        }
+        if !applied.is_empty() {
+            let marks = applied
+                .into_iter()
+                .map(|id| projection_applied::ActiveModel {
+                    projection: Set(PROJECTION.to_owned()),
+                    event_id: Set(id),
+                });
+            projection_applied::Entity::insert_many(marks)
+                .on_conflict(
+                    OnConflict::columns([
+                        projection_applied::Column::Projection,
+                        projection_applied::Column::EventId,
+                    ])
+                    .do_nothing()
+                    .to_owned(),
+                )
+                .exec_without_returning(&txn)
+                .await?;
+        }
+        txn.commit().await?;
+        Ok(n)
+    }
+}
