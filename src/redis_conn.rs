@@ -30,7 +30,7 @@ pub enum RedisConnectError {
 /// The URL with any password replaced, for messages.
 pub fn redacted(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s + 3 => {
+        (Some(s), Some(at)) if at > s + 3 && url[s + 3..at].contains(':') => {
             let cred = &url[s + 3..at];
             let user = cred.split(':').next().unwrap_or_default();
             format!("{}{user}:***{}", &url[..s + 3], &url[at..])
@@ -76,5 +76,6 @@ mod tests {
             "redis://u:***@h:1/0"
         );
         assert_eq!(super::redacted("redis://h:1"), "redis://h:1");
+        assert_eq!(super::redacted("postgres://pg@h/db"), "postgres://pg@h/db");
     }
 }

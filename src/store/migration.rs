@@ -13,8 +13,13 @@ impl MigratorTrait for Migrator {
 }
 
 /// The append-only event store.
-#[derive(DeriveMigrationName)]
 struct M0001EventStore;
+
+impl MigrationName for M0001EventStore {
+    fn name(&self) -> &str {
+        "m0001_event_store"
+    }
+}
 
 #[derive(DeriveIden)]
 enum Events {
@@ -103,8 +108,13 @@ impl MigrationTrait for M0001EventStore {
 }
 
 /// Projection state: applied events, offsets, user preferences and their history.
-#[derive(DeriveMigrationName)]
 struct M0002Projections;
+
+impl MigrationName for M0002Projections {
+    fn name(&self) -> &str {
+        "m0002_projections"
+    }
+}
 
 #[derive(DeriveIden)]
 enum ProjectionApplied {

@@ -7,7 +7,10 @@
 
 use std::time::Duration;
 
-use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend,
+    DbErr, SqliteTransactionMode, TransactionOptions, TransactionTrait,
+};
 use sea_orm_migration::MigratorTrait;
 
 pub mod entities;
@@ -98,6 +101,23 @@ impl Store {
         migration::Migrator::up(&self.db, None)
             .await
             .map_err(StoreError::Migrate)
+    }
+
+    /// Starts a transaction that will write. On SQLite it takes the write lock at
+    /// once (`BEGIN IMMEDIATE`): a read-then-write transaction that started as a
+    /// reader could otherwise fail when another writer commits first.
+    pub async fn begin_write(&self) -> Result<DatabaseTransaction, StoreError> {
+        let opts = TransactionOptions {
+            sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+            ..TransactionOptions::default()
+        };
+        Ok(self.db.begin_with_options(opts).await?)
+    }
+
+    /// Whether rows can be locked with `SELECT ... FOR UPDATE` (PostgreSQL); SQLite
+    /// serializes writers instead.
+    pub fn locks_rows(&self) -> bool {
+        self.db.get_database_backend() == DbBackend::Postgres
     }
 
     /// Whether the database answers.

@@ -16,7 +16,6 @@ use std::collections::BTreeSet;
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect, Set,
-    TransactionTrait,
 };
 use serde_json::{Map, Value};
 use strategist_actors::Envelope;
@@ -74,7 +73,6 @@ impl PrefState {
     /// Applies one event; returns the history rows it makes. Events of other types
     /// and payloads that do not decode change nothing.
     pub fn apply(&mut self, ev: &Envelope, entry_id: &str) -> Vec<preference_history::Model> {
-        let user = ev.user_id.clone().unwrap_or_default();
         let ts = ev.timestamp.timestamp_millis();
         let row = |field: &str, old: Option<&Value>, new: Option<&Value>, user: &str| {
             preference_history::Model {
@@ -123,7 +121,6 @@ impl PrefState {
             }
             _ => return history,
         }
-        let _ = user;
         self.last_event_id = ev.id.to_string();
         self.updated_at_ms = self.updated_at_ms.max(ts);
         history
@@ -188,7 +185,7 @@ impl Store {
         let Some(user_id) = user_of(ev) else {
             return Ok(false);
         };
-        let txn = self.db.begin().await?;
+        let txn = self.begin_write().await?;
         let marked = projection_applied::Entity::insert(projection_applied::ActiveModel {
             projection: Set(PROJECTION.to_owned()),
             event_id: Set(ev.id.to_string()),
@@ -304,10 +301,12 @@ impl Store {
             applied.push(ev.id.to_string());
             newest = Some(m.entry_id.clone());
         }
-        let txn = self.db.begin().await?;
-        let current = user_preferences::Entity::find_by_id(user_id.to_owned())
-            .one(&txn)
-            .await?;
+        let txn = self.begin_write().await?;
+        let mut find = user_preferences::Entity::find_by_id(user_id.to_owned());
+        if self.locks_rows() {
+            find = find.lock_exclusive();
+        }
+        let current = find.one(&txn).await?;
         if let Some(cur) = current.as_ref().map(PrefState::from_row) {
             // A field written live by an event not archived yet is newer than
             // anything in history: keep it. Anything else comes from history.
