@@ -37,7 +37,7 @@ pub async fn rebuild(
     let tty = std::io::stderr().is_terminal();
     let mut events = 0;
     for (i, u) in users.iter().enumerate() {
-        events += store.rebuild_preferences(u).await?;
+        events += rebuild_user(&store, u).await?;
         if tty {
             let width = 30;
             let done = ((i + 1) * width).checked_div(total).unwrap_or(width);
@@ -55,4 +55,21 @@ pub async fn rebuild(
         eprintln!();
     }
     Ok((total, events))
+}
+
+/// One user's rebuild, tried again when it collides with a live write of the same
+/// user (a new row inserted by both, say).
+async fn rebuild_user(store: &Store, user: &str) -> anyhow::Result<usize> {
+    let mut attempt = 0;
+    loop {
+        match store.rebuild_preferences(user).await {
+            Ok(n) => return Ok(n),
+            Err(e) if attempt < 5 => {
+                attempt += 1;
+                tracing::debug!(user, error = %e, "rebuild collided with a live write; again");
+                tokio::time::sleep(std::time::Duration::from_millis(50 * attempt)).await;
+            }
+            Err(e) => return Err(e).with_context(|| format!("rebuilding user {user}")),
+        }
+    }
 }

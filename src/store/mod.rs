@@ -79,17 +79,15 @@ impl Store {
         opts.connect_timeout(Duration::from_secs(5))
             .acquire_timeout(Duration::from_secs(5))
             .max_connections(10)
-            .sqlx_logging(false);
+            .sqlx_logging(false)
+            // Writers queue for SQLite's one write lock instead of failing fast.
+            .map_sqlx_sqlite_opts(|o| o.busy_timeout(Duration::from_secs(30)));
         let db = Database::connect(opts)
             .await
             .map_err(|source| StoreError::Connect { url: shown, source })?;
         if db.get_database_backend() == DbBackend::Sqlite {
             // Readers do not block the writer; a busy writer is waited for, not failed.
-            for pragma in [
-                "PRAGMA journal_mode=WAL",
-                "PRAGMA busy_timeout=5000",
-                "PRAGMA synchronous=NORMAL",
-            ] {
+            for pragma in ["PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL"] {
                 db.execute_unprepared(pragma).await?;
             }
         }

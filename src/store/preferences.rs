@@ -186,6 +186,14 @@ impl Store {
             return Ok(false);
         };
         let txn = self.begin_write().await?;
+        // Row lock first, then the marker: the same order as rebuild, so the two
+        // cannot deadlock on PostgreSQL.
+        let mut find = user_preferences::Entity::find_by_id(user_id.clone());
+        if self.locks_rows() {
+            // Another process may apply an event of the same user right now.
+            find = find.lock_exclusive();
+        }
+        let current = find.one(&txn).await?;
         let marked = projection_applied::Entity::insert(projection_applied::ActiveModel {
             projection: Set(PROJECTION.to_owned()),
             event_id: Set(ev.id.to_string()),
@@ -204,9 +212,6 @@ impl Store {
             txn.commit().await?;
             return Ok(false);
         }
-        let current = user_preferences::Entity::find_by_id(user_id.clone())
-            .one(&txn)
-            .await?;
         let mut state = current
             .as_ref()
             .map(PrefState::from_row)
