@@ -60,6 +60,8 @@ pub struct Settings {
     pub retention: RetentionSettings,
     /// Dead-letter handling.
     pub dead_letters: DeadLetterSettings,
+    /// Saga step timeouts, by saga.
+    pub sagas: BTreeMap<String, SagaSettings>,
     /// Retention per stream (`defaults` for the rest).
     pub streams: BTreeMap<String, StreamSettings>,
     /// Raw pool tables; see [`Settings::pool`].
@@ -132,6 +134,16 @@ pub struct DeadLetterSettings {
     pub auto_resolve_interval_ms: u64,
     /// Auto-resolution rules.
     pub rules: Vec<strategist_actors::ResolutionRule>,
+}
+
+/// `[sagas.<name>]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SagaSettings {
+    /// How long a step waits for its completion.
+    pub step_timeout_ms: u64,
+    /// Requests of a step after the first before it fails.
+    pub step_retries: u32,
 }
 
 /// `[retention]`

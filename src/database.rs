@@ -84,3 +84,59 @@ impl Db {
 pub fn retry(e: StoreError) -> HandlerError {
     HandlerError::retryable(e)
 }
+
+/// Sagas are stored in the database; while it is not open yet, every call fails
+/// (and is retried by the runtime).
+impl strategist_actors::SagaStore for Db {
+    fn create(
+        &self,
+        s: &strategist_actors::SagaState,
+    ) -> futures_util::future::BoxFuture<'static, Result<(), strategist_actors::SagaStoreError>>
+    {
+        match self.try_get() {
+            Some(store) => store.create(s),
+            None => Box::pin(async { Err(not_open()) }),
+        }
+    }
+
+    fn save(
+        &self,
+        s: &strategist_actors::SagaState,
+    ) -> futures_util::future::BoxFuture<'static, Result<(), strategist_actors::SagaStoreError>>
+    {
+        match self.try_get() {
+            Some(store) => store.save(s),
+            None => Box::pin(async { Err(not_open()) }),
+        }
+    }
+
+    fn load(
+        &self,
+        id: &str,
+    ) -> futures_util::future::BoxFuture<
+        'static,
+        Result<Option<strategist_actors::SagaState>, strategist_actors::SagaStoreError>,
+    > {
+        match self.try_get() {
+            Some(store) => store.load(id),
+            None => Box::pin(async { Err(not_open()) }),
+        }
+    }
+
+    fn unfinished(
+        &self,
+        saga: &str,
+    ) -> futures_util::future::BoxFuture<
+        'static,
+        Result<Vec<strategist_actors::SagaState>, strategist_actors::SagaStoreError>,
+    > {
+        match self.try_get() {
+            Some(store) => store.unfinished(saga),
+            None => Box::pin(async { Err(not_open()) }),
+        }
+    }
+}
+
+fn not_open() -> strategist_actors::SagaStoreError {
+    strategist_actors::SagaStoreError::Store("the database is not available yet".into())
+}

@@ -8,6 +8,7 @@
 //! - [`pools`]: which consumer group handles which types.
 //! - [`archiver`]: the group that writes every event into the event store.
 //! - [`projections`]: projection groups (user preferences).
+//! - [`sagas`]: the FileProcessingSaga on the engine's saga runtime.
 //! - [`database`]: the database as the service sees it (opened in the background).
 //! - [`config`]: settings from `config/default.toml`, a file and the environment.
 //! - [`serve`]: `strategist serve`, start-up and graceful shutdown.
@@ -30,6 +31,7 @@ pub mod local_redis;
 pub mod pools;
 pub mod projections;
 pub mod redis_conn;
+pub mod sagas;
 pub mod serve;
 pub mod store;
 pub mod telemetry;

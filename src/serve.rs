@@ -19,6 +19,7 @@ use strategist_actors::{
 
 use crate::config::Settings;
 use crate::database::Db;
+use crate::sagas::file_processing;
 use crate::{archiver, events, hooks, http, pools, projections, redis_conn};
 
 /// Runs until a signal; `dev` allows starting without an auth secret.
@@ -84,6 +85,20 @@ pub async fn run(settings: Settings, dev: bool) -> anyhow::Result<()> {
         db.clone(),
         settings.pool(crate::store::preferences::PROJECTION)?.0,
     ));
+    let saga = settings
+        .sagas
+        .get(file_processing::NAME)
+        .context("[sagas.file-processing] is missing from the configuration")?;
+    let (_saga_manager, saga_pool) = strategist_actors::saga::start(
+        file_processing::definition(
+            Duration::from_millis(saga.step_timeout_ms),
+            saga.step_retries,
+        ),
+        Arc::new(db.clone()),
+        publisher.clone(),
+        settings.pool(file_processing::NAME)?.0,
+    );
+    pools.push(saga_pool);
     let mut config = EngineConfig::for_this_process();
     config.keys = keys;
     config.dlq_maxlen = settings.engine.dlq_maxlen;

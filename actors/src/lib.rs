@@ -18,6 +18,7 @@
 //! - `router`, `worker`: the actors (private).
 //! - [`redis_io`]: group creation, reply parsing, Lua scripts (`scripts/*.lua`).
 //! - [`auto_resolve`]: rules that reprocess, upcast or drop dead letters.
+//! - [`saga`]: multi-step workflows that survive crashes.
 //! - [`keys`]: key names; [`health`]: readiness board; [`hooks`]: dead-letter and
 //!   crash-loop hooks; [`stats`]: counters; [`budget`]: restart budget.
 //!
@@ -44,6 +45,7 @@ pub mod redis_io;
 pub mod retention;
 pub mod retry;
 mod router;
+pub mod saga;
 pub mod stats;
 mod worker;
 
@@ -61,4 +63,7 @@ pub use pool::{Pool, PoolOptions, StartFrom, TypeOptions};
 pub use publisher::{PublishError, Published, Publisher};
 pub use retention::{RetentionKeeper, RetentionReport, RetentionStats, StreamRetention};
 pub use retry::{BackoffStrategy, RetryPolicy};
+pub use saga::{
+    SagaDefinition, SagaManager, SagaState, SagaStatus, SagaStep, SagaStore, SagaStoreError,
+};
 pub use stats::{RouteStats, StatsSnapshot};

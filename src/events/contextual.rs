@@ -140,3 +140,39 @@ event_type!(
     "search.index.update.completed",
     CONTEXTUAL
 );
+
+/// `file.text_extraction.revert.requested`: compensation of the saga's text
+/// extraction (drop the extracted text).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct FileTextExtractionRevertRequested {
+    pub file_id: String,
+}
+event_type!(
+    FileTextExtractionRevertRequested,
+    "file.text_extraction.revert.requested",
+    CONTEXTUAL
+);
+
+/// `embedding.deletion.requested`: compensation of the saga's embeddings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct EmbeddingDeletionRequested {
+    pub content_hash: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embedding_id: Option<String>,
+}
+event_type!(
+    EmbeddingDeletionRequested,
+    "embedding.deletion.requested",
+    CONTEXTUAL
+);
+
+/// `search.index.removal.requested`: compensation of the saga's index update.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct SearchIndexRemovalRequested {
+    pub file_id: String,
+}
+event_type!(
+    SearchIndexRemovalRequested,
+    "search.index.removal.requested",
+    CONTEXTUAL
+);

@@ -8,7 +8,11 @@ pub struct Migrator;
 
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(M0001EventStore), Box::new(M0002Projections)]
+        vec![
+            Box::new(M0001EventStore),
+            Box::new(M0002Projections),
+            Box::new(M0003Sagas),
+        ]
     }
 }
 
@@ -284,6 +288,67 @@ impl MigrationTrait for M0002Projections {
                 .if_not_exists()
                 .col(PreferenceHistory::UserId)
                 .col(PreferenceHistory::TimestampMs)
+                .to_owned(),
+        )
+        .await
+    }
+}
+
+/// Saga instances.
+struct M0003Sagas;
+
+impl MigrationName for M0003Sagas {
+    fn name(&self) -> &str {
+        "m0003_sagas"
+    }
+}
+
+#[derive(DeriveIden)]
+enum Sagas {
+    Table,
+    Id,
+    Saga,
+    Status,
+    Step,
+    Data,
+    Attempts,
+    DeadlineMs,
+    RequestId,
+    Error,
+    History,
+    Version,
+    UpdatedAtMs,
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for M0003Sagas {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.create_table(
+            Table::create()
+                .table(Sagas::Table)
+                .if_not_exists()
+                .col(ColumnDef::new(Sagas::Id).string().not_null().primary_key())
+                .col(ColumnDef::new(Sagas::Saga).string().not_null())
+                .col(ColumnDef::new(Sagas::Status).string().not_null())
+                .col(ColumnDef::new(Sagas::Step).integer().not_null())
+                .col(ColumnDef::new(Sagas::Data).text().not_null())
+                .col(ColumnDef::new(Sagas::Attempts).integer().not_null())
+                .col(ColumnDef::new(Sagas::DeadlineMs).big_integer().not_null())
+                .col(ColumnDef::new(Sagas::RequestId).string().null())
+                .col(ColumnDef::new(Sagas::Error).text().null())
+                .col(ColumnDef::new(Sagas::History).text().not_null())
+                .col(ColumnDef::new(Sagas::Version).big_integer().not_null())
+                .col(ColumnDef::new(Sagas::UpdatedAtMs).big_integer().not_null())
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(
+            Index::create()
+                .name("idx_sagas_status")
+                .table(Sagas::Table)
+                .if_not_exists()
+                .col(Sagas::Saga)
+                .col(Sagas::Status)
                 .to_owned(),
         )
         .await

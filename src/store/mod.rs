@@ -17,6 +17,7 @@ pub mod entities;
 pub mod event_store;
 pub mod migration;
 pub mod preferences;
+pub mod sagas;
 
 /// Why the database could not be used.
 #[derive(Debug, thiserror::Error)]

@@ -1,0 +1,3 @@
+//! The application's sagas, one file each, on the engine's saga runtime.
+
+pub mod file_processing;
