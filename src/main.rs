@@ -93,6 +93,10 @@ enum Command {
         /// Use this Redis instead of a private redis-server.
         #[arg(long)]
         redis_url: Option<String>,
+        /// The publisher's de-duplication window (default: publish.dedupe_window_ms
+        /// of the configuration; 0 turns idempotent publishing off).
+        #[arg(long)]
+        dedupe_window_ms: Option<u64>,
         /// Print one JSON object.
         #[arg(long)]
         json: bool,
@@ -283,9 +287,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             payload_bytes,
             prefetch,
             redis_url,
+            dedupe_window_ms,
             json,
         } => {
-            let dedupe_window_ms = settings()?.publish.dedupe_window_ms;
+            let dedupe_window_ms = match dedupe_window_ms {
+                Some(ms) => ms,
+                None => settings()?.publish.dedupe_window_ms,
+            };
             let report = bench::run(bench::BenchArgs {
                 dedupe_window_ms,
                 events,

@@ -556,6 +556,32 @@ async fn publishing_the_same_event_twice_adds_it_once() {
     assert!(batch[0].duplicate && !batch[1].duplicate);
     let mut c = conn(&r);
     assert_eq!(entries(&mut c, "system.events").len(), 2);
+    // A batch over several streams keeps its order and its answers.
+    let login = Envelope::new(
+        "user.login",
+        1,
+        serde_json::json!({"user_id": "u", "ip_address": "ip", "user_agent": "ua", "success": true}),
+    );
+    let third = Envelope::new(
+        "system.bench.ping",
+        1,
+        serde_json::json!({"seq": 3, "sent_at_us": 0}),
+    );
+    let mixed = publisher
+        .publish_batch(&[
+            ("system.events", env.clone()),
+            ("user.events", login.clone()),
+            ("system.events", third.clone()),
+            ("user.events", login.clone()),
+        ])
+        .await
+        .unwrap();
+    let flags: Vec<bool> = mixed.iter().map(|p| p.duplicate).collect();
+    assert_eq!(flags, vec![true, false, false, true]);
+    assert_eq!(mixed[1].entry_id, mixed[3].entry_id);
+    assert_eq!(mixed[2].event_id, third.id);
+    assert_eq!(entries(&mut c, "system.events").len(), 3);
+    assert_eq!(entries(&mut c, "user.events").len(), 1);
 }
 
 #[actix_rt::test]

@@ -151,8 +151,8 @@ impl Publisher {
             .await
         {
             Err(e) if e.code() == Some("NOSCRIPT") => {
-                // First use on this server (or after SCRIPT FLUSH). Publishing twice
-                // is harmless: the script adds nothing for an id it has seen.
+                // First use on this server (or after SCRIPT FLUSH). Sending again is
+                // harmless: the script adds nothing for an id it has seen.
                 redis::cmd("SCRIPT")
                     .arg("LOAD")
                     .arg(PUBLISH_ONCE_LUA)
@@ -164,9 +164,25 @@ impl Publisher {
             }
             other => other?,
         };
+        // One reply per XADD, or one list per de-duplicating script call (one call
+        // per run of events on the same stream).
+        let mut flat = Vec::with_capacity(events.len());
+        for reply in replies {
+            match reply {
+                Value::Array(items) if self.dedupe_window_ms > 0 => flat.extend(items),
+                other => flat.push(other),
+            }
+        }
+        if flat.len() != events.len() {
+            return Err(PublishError::Reply(format!(
+                "{} replies for {} events",
+                flat.len(),
+                events.len()
+            )));
+        }
         events
             .iter()
-            .zip(replies)
+            .zip(flat)
             .map(|((stream, env), reply)| {
                 let (entry_id, duplicate) = match &reply {
                     Value::Array(parts) if parts.len() == 2 => {
@@ -187,26 +203,40 @@ impl Publisher {
 
     fn pipeline(&self, events: &[(&str, &Envelope)]) -> redis::Pipeline {
         let mut pipe = redis::pipe();
-        for (stream, env) in events {
-            let key = self.keys.stream(stream);
-            let cmd = if self.dedupe_window_ms > 0 {
-                let mut c = redis::cmd("EVALSHA");
-                c.arg(PUBLISH_ONCE.get_hash())
-                    .arg(2)
-                    .arg(&key)
-                    .arg(self.keys.dedupe(stream, &env.id.to_string()))
-                    .arg(self.dedupe_window_ms);
-                c
-            } else {
+        if self.dedupe_window_ms == 0 {
+            for (stream, env) in events {
                 let mut c = redis::cmd("XADD");
-                c.arg(&key).arg("*");
-                c
-            };
-            let mut cmd = cmd;
-            for (k, v) in env.to_fields() {
-                cmd.arg(k).arg(v);
+                c.arg(self.keys.stream(stream)).arg("*");
+                for (k, v) in env.to_fields() {
+                    c.arg(k).arg(v);
+                }
+                pipe.add_command(c);
             }
-            pipe.add_command(cmd);
+            return pipe;
+        }
+        // One script call per run of consecutive events on the same stream (its
+        // keys share the stream's hash slot), in order.
+        let mut i = 0;
+        while i < events.len() {
+            let stream = events[i].0;
+            let run = events[i..].iter().take_while(|(s, _)| *s == stream).count();
+            let mut c = redis::cmd("EVALSHA");
+            c.arg(PUBLISH_ONCE.get_hash())
+                .arg(run + 1)
+                .arg(self.keys.stream(stream));
+            for (_, env) in &events[i..i + run] {
+                c.arg(self.keys.dedupe(stream, &env.id.to_string()));
+            }
+            c.arg(self.dedupe_window_ms);
+            for (_, env) in &events[i..i + run] {
+                let fields = env.to_fields();
+                c.arg(fields.len());
+                for (k, v) in fields {
+                    c.arg(k).arg(v);
+                }
+            }
+            pipe.add_command(c);
+            i += run;
         }
         pipe
     }

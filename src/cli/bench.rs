@@ -63,6 +63,8 @@ pub struct BenchReport {
     pub payload_bytes: usize,
     /// Entries queued per worker.
     pub prefetch: usize,
+    /// The publisher's de-duplication window (0: off).
+    pub dedupe_window_ms: u64,
     /// Phase 2: events published and acked per second, end to end.
     pub events_per_sec: f64,
     /// Phase 2: events published per second.
@@ -210,6 +212,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<BenchReport> {
         workers: args.workers,
         payload_bytes: args.payload_bytes,
         prefetch: args.prefetch,
+        dedupe_window_ms: args.dedupe_window_ms,
         events_per_sec: round(events_per_sec),
         publish_per_sec: round(publish_per_sec),
         latency_ms: Percentiles {
