@@ -31,8 +31,10 @@ fn env(name: &str, default: u64) -> u64 {
 }
 
 fn main() -> std::process::ExitCode {
-    strategist::telemetry::init();
-    let result = actix::System::new().block_on(run());
+    let result = actix::System::new().block_on(async {
+        let _telemetry = strategist::telemetry::init();
+        run().await
+    });
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

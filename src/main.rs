@@ -196,9 +196,14 @@ enum SchemaCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    strategist::telemetry::init();
     let system = actix::System::new();
-    match system.block_on(run(cli)) {
+    let result = system.block_on(async {
+        let telemetry = strategist::telemetry::init();
+        let result = run(cli).await;
+        telemetry.shutdown().await;
+        result
+    });
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {}", one_line(&e));

@@ -20,7 +20,7 @@ use strategist_actors::{
 use crate::config::Settings;
 use crate::database::Db;
 use crate::sagas::file_processing;
-use crate::{archiver, events, hooks, http, pools, projections, redis_conn};
+use crate::{archiver, events, hooks, http, pools, projections, redis_conn, telemetry};
 
 /// Runs until a signal; `dev` allows starting without an auth secret.
 pub async fn run(settings: Settings, dev: bool) -> anyhow::Result<()> {
@@ -38,7 +38,8 @@ pub async fn run(settings: Settings, dev: bool) -> anyhow::Result<()> {
     let catalog = Arc::new(events::catalog());
     let keys = Keys::new(settings.redis.stream_prefix.clone());
     let publisher = Publisher::new(shared.clone(), keys.clone(), catalog.clone())
-        .with_dedupe_window_ms(settings.publish.dedupe_window_ms);
+        .with_dedupe_window_ms(settings.publish.dedupe_window_ms)
+        .with_trace_context(telemetry::current_trace_context);
     let streams: Vec<String> = events::streams::ALL.iter().map(|s| s.to_string()).collect();
     let dead_letters = DeadLetters::new(shared.clone(), keys.clone(), streams.clone());
     let d = &settings.dead_letters;
@@ -49,7 +50,8 @@ pub async fn run(settings: Settings, dev: bool) -> anyhow::Result<()> {
         Duration::from_millis(d.auto_resolve_interval_ms),
     )
     .start();
-    let hooks = hooks::build(publisher.clone(), resolver, d.critical_types.clone());
+    let hooks = hooks::build(publisher.clone(), resolver, d.critical_types.clone())
+        .with_span(telemetry::handler_span);
     let retention: Vec<StreamRetention> = streams
         .iter()
         .map(|s| {

@@ -1,17 +1,68 @@
-//! Logging: `tracing` to stderr, filtered by `RUST_LOG` (default `info`), and a
-//! panic hook that logs a panic as one line instead of printing a backtrace at a user.
+//! Logging and tracing: `tracing` to stderr, filtered by `RUST_LOG` (default
+//! `info`); spans exported over OTLP when `OTEL_EXPORTER_OTLP_ENDPOINT` is set (and
+//! `OTEL_SDK_DISABLED` is not `true`), with the standard `OTEL_*` variables; W3C
+//! trace context carried in every event (`traceparent`, `tracestate`), so a request,
+//! the handlers it causes and what they publish are one trace; and a panic hook that
+//! logs a panic as one line instead of printing a backtrace at a user.
+//!
+//! Events about people carry personal data: spans carry ids and types only.
 
-use tracing_subscriber::EnvFilter;
+use std::collections::HashMap;
 
-/// Installs the subscriber and the panic hook. Call once, first thing.
-pub fn init() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+use opentelemetry::propagation::TextMapPropagator;
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use strategist_actors::Delivery;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
+
+/// Keeps the exporter alive; flushes it when dropped.
+pub struct Telemetry {
+    provider: Option<SdkTracerProvider>,
+}
+
+impl Telemetry {
+    /// Flushes and stops the exporter (off the async thread: its shutdown blocks).
+    pub async fn shutdown(mut self) {
+        if let Some(p) = self.provider.take() {
+            let _ = tokio::task::spawn_blocking(move || p.shutdown()).await;
+        }
+    }
+}
+
+/// Targets the exporter itself uses: never traced, or the exporter traces itself.
+const QUIET: &str = "h2=off,hyper=off,hyper_util=off,tonic=off,tower=off,reqwest=off,opentelemetry=off,opentelemetry_sdk=off,opentelemetry_otlp=off";
+
+/// Installs the subscriber, the OTLP exporter when configured, and the panic hook.
+/// Call once, inside the actix System (the gRPC exporter needs its runtime).
+pub fn init() -> Telemetry {
+    let filter = || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_target(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_filter(filter());
+    let (provider, problem) = match exporter() {
+        Ok(p) => (p, None),
+        Err(e) => (None, Some(e)),
+    };
+    let otel = provider.as_ref().map(|p| {
+        let quiet = EnvFilter::new(format!("info,{QUIET}"));
+        tracing_opentelemetry::layer()
+            .with_tracer(p.tracer("strategist"))
+            .with_filter(quiet)
+    });
+    let _ = tracing_subscriber::registry()
+        .with(fmt)
+        .with(otel)
         .try_init();
+    opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+    if let Some(e) = problem {
+        tracing::warn!("tracing export is off: {e}");
+    }
     std::panic::set_hook(Box::new(|info| {
         let msg = info
             .payload()
@@ -25,4 +76,75 @@ pub fn init() {
             .unwrap_or_default();
         tracing::error!(at, "panic: {msg}");
     }));
+    Telemetry { provider }
+}
+
+fn exporter() -> Result<Option<SdkTracerProvider>, String> {
+    let on = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+    if on("OTEL_SDK_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true"))
+        || on("OTEL_EXPORTER_OTLP_ENDPOINT").is_none()
+            && on("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").is_none()
+    {
+        return Ok(None);
+    }
+    let protocol = on("OTEL_EXPORTER_OTLP_PROTOCOL").unwrap_or_else(|| "http/protobuf".into());
+    let exporter = match protocol.as_str() {
+        "grpc" => opentelemetry_otlp::SpanExporter::builder()
+            .with_tonic()
+            .build(),
+        "http/protobuf" => opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .build(),
+        other => {
+            return Err(format!(
+                "OTEL_EXPORTER_OTLP_PROTOCOL `{other}` is not supported (grpc or http/protobuf)"
+            ));
+        }
+    }
+    .map_err(|e| e.to_string())?;
+    let mut resource = opentelemetry_sdk::Resource::builder();
+    if on("OTEL_SERVICE_NAME").is_none() {
+        resource = resource.with_service_name("strategist");
+    }
+    Ok(Some(
+        SdkTracerProvider::builder()
+            .with_batch_exporter(exporter)
+            .with_resource(resource.build())
+            .build(),
+    ))
+}
+
+/// The current span's trace context as W3C headers, for events published now.
+pub fn current_trace_context() -> Option<(String, Option<String>)> {
+    let cx = tracing::Span::current().context();
+    let mut carrier = HashMap::new();
+    TraceContextPropagator::new().inject_context(&cx, &mut carrier);
+    let parent = carrier.remove("traceparent")?;
+    Some((parent, carrier.remove("tracestate")))
+}
+
+/// The span a handler call runs in: a span of its own whose parent is the trace
+/// the entry was published in.
+pub fn handler_span(d: &Delivery, group: &str) -> tracing::Span {
+    let e = &d.envelope;
+    let span = tracing::info_span!(
+        "handle",
+        otel.name = %format!("{} process", e.event_type),
+        otel.kind = "consumer",
+        messaging.system = "redis",
+        messaging.destination.name = %d.stream,
+        messaging.consumer.group.name = group,
+        messaging.message.id = %e.id,
+        event_type = %e.event_type,
+        attempt = d.attempt,
+    );
+    if let Some(parent) = &e.traceparent {
+        let mut carrier = HashMap::from([("traceparent".to_owned(), parent.clone())]);
+        if let Some(state) = &e.tracestate {
+            carrier.insert("tracestate".into(), state.clone());
+        }
+        let cx = TraceContextPropagator::new().extract(&carrier);
+        let _ = span.set_parent(cx);
+    }
+    span
 }

@@ -682,3 +682,104 @@ async fn pending_entries_whose_entry_was_trimmed_are_acked_and_counted_not_redel
     assert_eq!(calls.load(Ordering::SeqCst), 0);
     engine.stop();
 }
+
+#[actix_rt::test]
+async fn on_redis_8_2_trimming_also_frees_acked_entries_behind_a_lagging_group() {
+    let r = redis();
+    let mut c = conn(&r);
+    let info: String = redis::cmd("INFO").arg("server").query(&mut c).unwrap();
+    let version: Vec<u32> = info
+        .lines()
+        .find_map(|l| l.strip_prefix("redis_version:"))
+        .unwrap_or("0.0")
+        .trim()
+        .split('.')
+        .map(|p| p.parse().unwrap_or(0))
+        .collect();
+    let acked_trim = (version[0], version[1]) >= (8, 2);
+    for i in 0..100 {
+        xadd_event(&mut c, "system.events", "system.bench.ping", &ping(i));
+    }
+    for g in ["fast", "slow"] {
+        let _: () = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg("system.events")
+            .arg(g)
+            .arg("0")
+            .query(&mut c)
+            .unwrap();
+    }
+    let read = |c: &mut redis::Connection, g: &str, n: usize| -> Vec<String> {
+        let v: redis::Value = redis::cmd("XREADGROUP")
+            .arg("GROUP")
+            .arg(g)
+            .arg("c")
+            .arg("COUNT")
+            .arg(n)
+            .arg("STREAMS")
+            .arg("system.events")
+            .arg(">")
+            .query(c)
+            .unwrap();
+        strategist_actors::redis_io::parse_stream_reply(v)
+            .into_iter()
+            .map(|e| e.id)
+            .collect()
+    };
+    let all = read(&mut c, "fast", 100);
+    let _: i64 = redis::cmd("XACK")
+        .arg("system.events")
+        .arg("fast")
+        .arg(&all)
+        .query(&mut c)
+        .unwrap();
+    // slow holds entry 0 pending and has finished 10..20 of what it read.
+    let slow = read(&mut c, "slow", 30);
+    let _: i64 = redis::cmd("XACK")
+        .arg("system.events")
+        .arg("slow")
+        .arg(&slow[10..20])
+        .query(&mut c)
+        .unwrap();
+    let (_, conn_m) = shared(&r).await;
+    let _keeper = RetentionKeeper::new(
+        conn_m,
+        Keys::default(),
+        vec![StreamRetention {
+            stream: "system.events".into(),
+            maxlen: 10,
+            max_age_ms: 0,
+            hard_cap: 0,
+        }],
+        Duration::from_millis(50),
+        Duration::from_secs(3600),
+        Hooks::default(),
+        Arc::new(RetentionStats::default()),
+    )
+    .start();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let left: Vec<String> = {
+        let v: redis::Value = redis::cmd("XRANGE")
+            .arg("system.events")
+            .arg("-")
+            .arg("+")
+            .query(&mut c)
+            .unwrap();
+        strategist_actors::redis_io::parse_entries(v)
+            .into_iter()
+            .map(|e| e.id)
+            .collect()
+    };
+    if acked_trim {
+        // The server freed the ten entries both groups had acked, nothing else.
+        assert_eq!(left.len(), 90, "Redis {version:?}");
+        assert!(slow[10..20].iter().all(|id| !left.contains(id)));
+    } else {
+        // Older servers: nothing before slow's oldest pending entry is touched.
+        assert_eq!(left.len(), 100, "Redis {version:?}");
+    }
+    assert!(
+        left.contains(&slow[0]) && left.contains(&slow[29]),
+        "nothing slow still needs is gone"
+    );
+}

@@ -219,11 +219,7 @@ impl DeadLetters {
     ) -> Result<usize, DeadLetterError> {
         let mut n = 0;
         for d in self.list(filter, usize::MAX).await? {
-            match self.reprocess(&d.id, note).await {
-                Ok(_) => n += 1,
-                Err(DeadLetterError::NotFound(_)) => {}
-                Err(e) => return Err(e),
-            }
+            n += usize::from(gone_is_fine(self.reprocess(&d.id, note).await.map(|_| ()))?);
         }
         Ok(n)
     }
@@ -274,11 +270,7 @@ impl DeadLetters {
     ) -> Result<usize, DeadLetterError> {
         let mut n = 0;
         for d in self.list(filter, usize::MAX).await? {
-            match self.purge(&d.id, note).await {
-                Ok(()) => n += 1,
-                Err(DeadLetterError::NotFound(_)) => {}
-                Err(e) => return Err(e),
-            }
+            n += usize::from(gone_is_fine(self.purge(&d.id, note).await)?);
         }
         Ok(n)
     }
@@ -293,6 +285,16 @@ impl DeadLetters {
             return Err(bad());
         }
         Ok((stream, entry))
+    }
+}
+
+/// In a bulk operation, a dead letter another process handled first is skipped:
+/// `Ok(true)` when this call acted, `Ok(false)` when it was gone.
+fn gone_is_fine(r: Result<(), DeadLetterError>) -> Result<bool, DeadLetterError> {
+    match r {
+        Ok(()) => Ok(true),
+        Err(DeadLetterError::NotFound(_)) => Ok(false),
+        Err(e) => Err(e),
     }
 }
 

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::envelope::Envelope;
+use crate::handler::Delivery;
 use crate::retention::RetentionReport;
 
 /// Why an entry went to the dead letters: the contract's `dlq_reason` values.
@@ -85,6 +86,7 @@ pub struct DeadLetter {
 type DeadLetterHook = Arc<dyn Fn(&DeadLetter) + Send + Sync>;
 type CrashLoopHook = Arc<dyn Fn(&str, u32) + Send + Sync>;
 type RetentionHook = Arc<dyn Fn(&RetentionReport) + Send + Sync>;
+type SpanHook = Arc<dyn Fn(&Delivery, &str) -> tracing::Span + Send + Sync>;
 
 /// The application's hooks. All optional.
 #[derive(Clone, Default)]
@@ -92,6 +94,7 @@ pub struct Hooks {
     on_dead_letter: Option<DeadLetterHook>,
     on_crash_loop: Option<CrashLoopHook>,
     on_retention: Option<RetentionHook>,
+    span: Option<SpanHook>,
 }
 
 impl Hooks {
@@ -113,6 +116,30 @@ impl Hooks {
     pub fn on_retention(mut self, f: impl Fn(&RetentionReport) + Send + Sync + 'static) -> Self {
         self.on_retention = Some(Arc::new(f));
         self
+    }
+
+    /// Makes the span each handler call runs in, given the delivery and the group
+    /// (the application links it to the entry's `traceparent`). Without it, a plain
+    /// `handle` span is used.
+    pub fn with_span(
+        mut self,
+        f: impl Fn(&Delivery, &str) -> tracing::Span + Send + Sync + 'static,
+    ) -> Self {
+        self.span = Some(Arc::new(f));
+        self
+    }
+
+    pub(crate) fn span(&self, d: &Delivery, group: &str) -> tracing::Span {
+        match &self.span {
+            Some(f) => f(d, group),
+            None => tracing::info_span!(
+                "handle",
+                event_type = %d.envelope.event_type,
+                event_id = %d.envelope.id,
+                group,
+                attempt = d.attempt
+            ),
+        }
     }
 
     pub(crate) fn retention(&self, r: &RetentionReport) {

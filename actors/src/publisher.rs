@@ -69,7 +69,13 @@ pub struct Publisher {
     catalog: Arc<Catalog>,
     /// How long an event id is remembered per stream; 0 turns de-duplication off.
     dedupe_window_ms: u64,
+    /// Gives the current trace context (`traceparent`, `tracestate`) for events
+    /// published without one.
+    trace_context: Option<TraceContext>,
 }
+
+/// Reads the current trace context as W3C `traceparent` and `tracestate`.
+pub type TraceContext = Arc<dyn Fn() -> Option<(String, Option<String>)> + Send + Sync>;
 
 impl Publisher {
     /// A publisher over a shared connection, without de-duplication.
@@ -79,7 +85,31 @@ impl Publisher {
             keys,
             catalog,
             dedupe_window_ms: 0,
+            trace_context: None,
         }
+    }
+
+    /// Stamps events published without a `traceparent` with the current trace
+    /// context, so a consumer's work joins the producer's trace.
+    pub fn with_trace_context(
+        mut self,
+        f: impl Fn() -> Option<(String, Option<String>)> + Send + Sync + 'static,
+    ) -> Self {
+        self.trace_context = Some(Arc::new(f));
+        self
+    }
+
+    fn fields(&self, env: &Envelope) -> Vec<(&'static str, String)> {
+        let mut fields = env.to_fields();
+        if env.traceparent.is_none()
+            && let Some((parent, state)) = self.trace_context.as_ref().and_then(|f| f())
+        {
+            fields.push(("traceparent", parent));
+            if let Some(state) = state.filter(|s| !s.is_empty()) {
+                fields.push(("tracestate", state));
+            }
+        }
+        fields
     }
 
     /// Remembers published event ids for `ms` (0: off).
@@ -207,7 +237,7 @@ impl Publisher {
             for (stream, env) in events {
                 let mut c = redis::cmd("XADD");
                 c.arg(self.keys.stream(stream)).arg("*");
-                for (k, v) in env.to_fields() {
+                for (k, v) in self.fields(env) {
                     c.arg(k).arg(v);
                 }
                 pipe.add_command(c);
@@ -229,7 +259,7 @@ impl Publisher {
             }
             c.arg(self.dedupe_window_ms);
             for (_, env) in &events[i..i + run] {
-                let fields = env.to_fields();
+                let fields = self.fields(env);
                 c.arg(fields.len());
                 for (k, v) in fields {
                     c.arg(k).arg(v);

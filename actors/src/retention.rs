@@ -7,6 +7,11 @@
 //! Redis's memory, may cut past a lagging group; when it does, that is logged,
 //! counted and reported every time. The decision and the trim are one Lua script,
 //! so a group cannot move between them.
+//!
+//! On Redis 8.2 and later the trim itself is `XTRIM ... MINID ... ACKED`: the server
+//! keeps every entry some group has not acknowledged and frees the acknowledged ones
+//! even behind a lagging group (so memory is bounded by what is really unfinished);
+//! on older servers the script stops at the oldest entry any group still needs.
 
 use std::collections::HashMap;
 use std::sync::LazyLock;
@@ -90,6 +95,8 @@ pub struct RetentionKeeper {
     stats: std::sync::Arc<RetentionStats>,
     last_report: HashMap<(String, String), Instant>,
     busy: bool,
+    /// Whether the server trims with `ACKED` (Redis 8.2+); learned at start.
+    acked_trim: Option<bool>,
 }
 
 impl RetentionKeeper {
@@ -113,6 +120,7 @@ impl RetentionKeeper {
             stats,
             last_report: HashMap::new(),
             busy: false,
+            acked_trim: None,
         }
     }
 
@@ -121,6 +129,19 @@ impl RetentionKeeper {
             return;
         }
         self.busy = true;
+        let Some(acked) = self.acked_trim else {
+            let mut conn = self.conn.clone();
+            let fut = async move { crate::redis_io::server_version(&mut conn).await };
+            ctx.spawn(actix::fut::wrap_future(fut).map(|res, act: &mut Self, _| {
+                act.busy = false;
+                if let Ok(v) = res {
+                    let acked = v >= (8, 2);
+                    tracing::info!(redis = ?v, acked_trim = acked, "retention keeper ready");
+                    act.acked_trim = Some(acked);
+                }
+            }));
+            return;
+        };
         let now = now_millis().timestamp_millis();
         let calls: Vec<(String, redis::ScriptInvocation<'static>)> = self
             .streams
@@ -136,7 +157,8 @@ impl RetentionKeeper {
                     .arg(age_cut)
                     .arg(s.maxlen)
                     .arg(s.hard_cap)
-                    .arg(TRIM_BATCH);
+                    .arg(TRIM_BATCH)
+                    .arg(if acked { "1" } else { "0" });
                 (s.stream.clone(), inv)
             })
             .collect();

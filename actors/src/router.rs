@@ -435,14 +435,16 @@ impl Router {
             f.started = Instant::now();
             attempt = f.entry.deliveries;
         }
+        let delivery = Delivery {
+            envelope,
+            entry_id: id.clone(),
+            stream: self.route.stream.clone(),
+            attempt,
+        };
         let deliver = Deliver {
-            timeout: self.opts().timeout_for(&envelope.event_type),
-            delivery: Delivery {
-                envelope,
-                entry_id: id.clone(),
-                stream: self.route.stream.clone(),
-                attempt,
-            },
+            timeout: self.opts().timeout_for(&delivery.envelope.event_type),
+            span: self.route.hooks.span(&delivery, &self.route.group),
+            delivery,
             handler,
         };
         let send = self.workers[worker].send(deliver);

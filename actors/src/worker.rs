@@ -21,6 +21,8 @@ use crate::hooks::Hooks;
 #[derive(Message)]
 #[rtype(result = "Outcome")]
 pub(crate) struct Deliver {
+    /// The span the handler runs in (its own root, linked to the entry's trace).
+    pub(crate) span: tracing::Span,
     pub(crate) delivery: Delivery,
     pub(crate) handler: Handler,
     pub(crate) timeout: Duration,
@@ -99,15 +101,18 @@ impl actix::Handler<Deliver> for Worker {
 
     fn handle(&mut self, msg: Deliver, _ctx: &mut Context<Self>) -> Self::Result {
         let Deliver {
+            span,
             delivery,
             handler,
             timeout,
         } = msg;
         let run = async move {
-            let fut = match std::panic::catch_unwind(AssertUnwindSafe(|| handler.call(delivery))) {
+            let call = || span.in_scope(|| handler.call(delivery));
+            let fut = match std::panic::catch_unwind(AssertUnwindSafe(call)) {
                 Ok(f) => f,
                 Err(p) => return Outcome::Panicked(panic_message(p.as_ref())),
             };
+            let fut = tracing::Instrument::instrument(fut, span);
             match tokio::time::timeout(timeout, AssertUnwindSafe(fut).catch_unwind()).await {
                 Err(_) => Outcome::TimedOut,
                 Ok(Err(p)) => Outcome::Panicked(panic_message(p.as_ref())),

@@ -135,6 +135,28 @@ fn user_of(ev: &Envelope) -> Option<String> {
         .or_else(|| ev.user_id.clone())
 }
 
+/// Records events as applied by this projection; returns how many were new.
+async fn mark_applied<C: ConnectionTrait>(db: &C, ids: Vec<String>) -> Result<u64, StoreError> {
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let marks = ids.into_iter().map(|id| projection_applied::ActiveModel {
+        projection: Set(PROJECTION.to_owned()),
+        event_id: Set(id),
+    });
+    Ok(projection_applied::Entity::insert_many(marks)
+        .on_conflict(
+            OnConflict::columns([
+                projection_applied::Column::Projection,
+                projection_applied::Column::EventId,
+            ])
+            .do_nothing()
+            .to_owned(),
+        )
+        .exec_without_returning(db)
+        .await?)
+}
+
 async fn save<C: ConnectionTrait>(
     db: &C,
     user_id: &str,
@@ -194,20 +216,7 @@ impl Store {
             find = find.lock_exclusive();
         }
         let current = find.one(&txn).await?;
-        let marked = projection_applied::Entity::insert(projection_applied::ActiveModel {
-            projection: Set(PROJECTION.to_owned()),
-            event_id: Set(ev.id.to_string()),
-        })
-        .on_conflict(
-            OnConflict::columns([
-                projection_applied::Column::Projection,
-                projection_applied::Column::EventId,
-            ])
-            .do_nothing()
-            .to_owned(),
-        )
-        .exec_without_returning(&txn)
-        .await?;
+        let marked = mark_applied(&txn, vec![ev.id.to_string()]).await?;
         if marked == 0 {
             txn.commit().await?;
             return Ok(false);
@@ -347,25 +356,7 @@ impl Store {
         if n > 0 || current.is_some() {
             save(&txn, user_id, &fresh, rows, current.is_some()).await?;
         }
-        if !applied.is_empty() {
-            let marks = applied
-                .into_iter()
-                .map(|id| projection_applied::ActiveModel {
-                    projection: Set(PROJECTION.to_owned()),
-                    event_id: Set(id),
-                });
-            projection_applied::Entity::insert_many(marks)
-                .on_conflict(
-                    OnConflict::columns([
-                        projection_applied::Column::Projection,
-                        projection_applied::Column::EventId,
-                    ])
-                    .do_nothing()
-                    .to_owned(),
-                )
-                .exec_without_returning(&txn)
-                .await?;
-        }
+        mark_applied(&txn, applied).await?;
         txn.commit().await?;
         Ok(n)
     }

@@ -5,7 +5,9 @@
 -- KEYS[1] stream
 -- ARGV[1] age cut: keep entries with id >= this ('' for no age limit)
 -- ARGV[2] maxlen (0: none), ARGV[3] hard cap (0: none), ARGV[4] most entries
--- removed by length in one call
+-- removed by length in one call, ARGV[5] '1' when the server has XTRIM ... ACKED
+-- (Redis 8.2+): then Redis itself keeps every entry some group has not acked, and
+-- the acked entries behind a lagging group's oldest one are freed too.
 -- Returns {removed, forced, {group, needed id, lag, ...}, {group cut off, ...}}:
 -- the groups listed third held trimming back; those listed fourth lost unread
 -- entries to the hard cap.
@@ -68,7 +70,11 @@ if want then
       end
     end
   end
-  removed = redis.call('XTRIM', key, 'MINID', target)
+  if ARGV[5] == '1' then
+    removed = redis.call('XTRIM', key, 'MINID', want, 'ACKED')
+  else
+    removed = redis.call('XTRIM', key, 'MINID', target)
+  end
 end
 
 local forced = 0
