@@ -357,23 +357,7 @@ async fn trimming_keeps_every_entry_a_lagging_group_still_needs_and_reports_it()
     };
     create(&mut c, "fast");
     create(&mut c, "slow");
-    let read = |c: &mut redis::Connection, g: &str, n: usize| -> Vec<String> {
-        let v: redis::Value = redis::cmd("XREADGROUP")
-            .arg("GROUP")
-            .arg(g)
-            .arg("c")
-            .arg("COUNT")
-            .arg(n)
-            .arg("STREAMS")
-            .arg("system.events")
-            .arg(">")
-            .query(c)
-            .unwrap();
-        strategist_actors::redis_io::parse_stream_reply(v)
-            .into_iter()
-            .map(|e| e.id)
-            .collect()
-    };
+    let read = |c: &mut redis::Connection, g: &str, n: usize| read_group(c, "system.events", g, n);
     let fast = read(&mut c, "fast", 100);
     let _: i64 = redis::cmd("XACK")
         .arg("system.events")
@@ -709,23 +693,7 @@ async fn on_redis_8_2_trimming_also_frees_acked_entries_behind_a_lagging_group()
             .query(&mut c)
             .unwrap();
     }
-    let read = |c: &mut redis::Connection, g: &str, n: usize| -> Vec<String> {
-        let v: redis::Value = redis::cmd("XREADGROUP")
-            .arg("GROUP")
-            .arg(g)
-            .arg("c")
-            .arg("COUNT")
-            .arg(n)
-            .arg("STREAMS")
-            .arg("system.events")
-            .arg(">")
-            .query(c)
-            .unwrap();
-        strategist_actors::redis_io::parse_stream_reply(v)
-            .into_iter()
-            .map(|e| e.id)
-            .collect()
-    };
+    let read = |c: &mut redis::Connection, g: &str, n: usize| read_group(c, "system.events", g, n);
     let all = read(&mut c, "fast", 100);
     let _: i64 = redis::cmd("XACK")
         .arg("system.events")

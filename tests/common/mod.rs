@@ -73,6 +73,25 @@ pub fn ping(seq: u64) -> String {
     format!(r#"{{"seq":{seq},"sent_at_us":0}}"#)
 }
 
+/// Reads up to `n` new entries of `stream` as consumer `c` of `group`; their ids.
+pub fn read_group(c: &mut redis::Connection, stream: &str, group: &str, n: usize) -> Vec<String> {
+    let v: redis::Value = redis::cmd("XREADGROUP")
+        .arg("GROUP")
+        .arg(group)
+        .arg("c")
+        .arg("COUNT")
+        .arg(n)
+        .arg("STREAMS")
+        .arg(stream)
+        .arg(">")
+        .query(c)
+        .unwrap();
+    strategist_actors::redis_io::parse_stream_reply(v)
+        .into_iter()
+        .map(|e| e.id)
+        .collect()
+}
+
 /// One consumer group as `XINFO GROUPS` reports it.
 #[derive(Debug, Clone, Default)]
 pub struct GroupInfo {
