@@ -6,6 +6,7 @@
 //! spawned. Events about people carry personal data: nothing here logs payloads.
 
 use actix::Addr;
+use strategist_actors::auto_resolve::Arrived;
 use strategist_actors::{AutoResolver, Hooks, Publisher, RetentionReport};
 
 use crate::events::system::{SystemErrorCritical, SystemPerformanceDegraded};
@@ -23,7 +24,8 @@ pub fn build(
                 stream = %d.stream, group = %d.group, entry = %d.original_id,
                 reason = %d.reason, attempts = d.attempts, "dead letter"
             );
-            crate::serve::arrived(&resolver, &d.stream, &d.dlq_id);
+            // Auto-resolution rules without a delay act on it now.
+            resolver.do_send(Arrived(format!("{}:{}", d.stream, d.dlq_id)));
             let event_type = d.envelope.as_ref().map(|e| e.event_type.clone());
             let critical = event_type
                 .as_deref()

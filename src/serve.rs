@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use actix::Actor;
 use anyhow::Context as _;
-use strategist_actors::auto_resolve::Arrived;
 use strategist_actors::{
     AutoResolver, DeadLetters, Engine, EngineConfig, Health, Keys, Publisher, RetentionKeeper,
     RetentionStats, StreamRetention,
@@ -143,11 +142,6 @@ pub async fn run(settings: Settings, dev: bool) -> anyhow::Result<()> {
     server.stop(true).await;
     engine.stop();
     Ok(())
-}
-
-/// Sends a dead letter to the resolver as it arrives.
-pub(crate) fn arrived(resolver: &actix::Addr<AutoResolver>, stream: &str, dlq_id: &str) {
-    resolver.do_send(Arrived(format!("{stream}:{dlq_id}")));
 }
 
 async fn wait_for_signal() -> anyhow::Result<&'static str> {

@@ -483,6 +483,7 @@ impl Router {
         RouteStats::add(&stats.busy_us, f.started.elapsed().as_micros() as u64);
         let src = self.route.source_of(&f.entry);
         let key = f.ordering_key.clone();
+        let event_type = f.event_type.clone();
         let mut parked = false;
         match res {
             Ok(Outcome::Done) => {
@@ -515,7 +516,8 @@ impl Router {
             if parked {
                 // The key waits for this entry's retry; later entries stay queued.
                 let slack = Duration::from_millis(10 * self.opts().claim_interval_ms + 5000);
-                let policy_max = Duration::from_millis(self.opts().retry.max_delay_ms);
+                let policy_max =
+                    Duration::from_millis(self.opts().retry_for(&event_type).max_delay_ms);
                 if let Some(state) = self.keys.get_mut(&k) {
                     state.parked_until = Some(Instant::now() + policy_max + slack);
                 }

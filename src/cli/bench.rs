@@ -213,15 +213,15 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<BenchReport> {
         payload_bytes: args.payload_bytes,
         prefetch: args.prefetch,
         dedupe_window_ms: args.dedupe_window_ms,
-        events_per_sec: round(events_per_sec),
-        publish_per_sec: round(publish_per_sec),
+        events_per_sec: events_per_sec.round(),
+        publish_per_sec: publish_per_sec.round(),
         latency_ms: Percentiles {
             p50: pct(0.50),
             p95: pct(0.95),
             p99: pct(0.99),
         },
-        latency_rate_per_sec: round(rate),
-        redis_ceiling_events_per_sec: round(ceiling),
+        latency_rate_per_sec: rate.round(),
+        redis_ceiling_events_per_sec: ceiling.round(),
         ratio: (events_per_sec / ceiling * 1000.0).round() / 1000.0,
     };
     engine.drain(Duration::from_secs(5)).await;
@@ -245,10 +245,6 @@ fn ping(seq: u64, pad: &str) -> Envelope {
 
 fn now_us() -> i64 {
     chrono::Utc::now().timestamp_micros()
-}
-
-fn round(x: f64) -> f64 {
-    x.round()
 }
 
 async fn wait_acked(
