@@ -5,6 +5,8 @@
 //!
 //! Environment: `REDIS_URL`; `PROBE_GROUP` (default `probe`); `PROBE_WORKERS` (4);
 //! `PROBE_HANDLE_MS` (0): how long each handler sleeps before recording;
+//! `PROBE_BLOCK_MS` (0): how long each handler blocks its thread (no await: a
+//! CPU-bound or blocking call) before recording;
 //! `PROBE_CLAIM_IDLE_MS` (1000); `PROBE_GRACE_MS` (10000); `PROBE_GC_IDLE_MS`
 //! (3600000): consumers silent this long with nothing pending are removed.
 //! `PROBE_FAIL_TIMES` (0): the first N attempts of each event fail (retryable);
@@ -48,6 +50,7 @@ async fn run() -> anyhow::Result<()> {
     let url = std::env::var("REDIS_URL")?;
     let group = std::env::var("PROBE_GROUP").unwrap_or_else(|_| "probe".into());
     let handle_ms = env("PROBE_HANDLE_MS", 0);
+    let block_ms = env("PROBE_BLOCK_MS", 0);
     let claim_idle = env("PROBE_CLAIM_IDLE_MS", 1000);
     let client = redis::Client::open(url)?;
     let shared = redis::aio::ConnectionManager::new(client.clone()).await?;
@@ -93,6 +96,9 @@ async fn run() -> anyhow::Result<()> {
                 return Err(HandlerError::retryable(format!(
                     "attempt {attempt} fails on purpose"
                 )));
+            }
+            if block_ms > 0 {
+                std::thread::sleep(Duration::from_millis(block_ms));
             }
             tokio::time::sleep(Duration::from_millis(handle_ms)).await;
             redis::pipe()

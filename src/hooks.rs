@@ -1,5 +1,5 @@
 //! The application's reactions to what the engine decides alone: dead letters of
-//! critical types and crash loops publish `system.error.critical`; a lagging group
+//! critical types, crash loops and routers that died publish `system.error.critical`; a lagging group
 //! or a forced trim publishes `system.performance.degraded`.
 //!
 //! Hooks are called from actor threads and must return at once, so each publish is
@@ -17,7 +17,8 @@ pub fn build(
     resolver: Addr<AutoResolver>,
     critical_types: Vec<String>,
 ) -> Hooks {
-    let (p1, p2, p3) = (publisher.clone(), publisher.clone(), publisher);
+    let (p1, p2, p4) = (publisher.clone(), publisher.clone(), publisher.clone());
+    let p3 = publisher;
     Hooks::default()
         .on_dead_letter(move |d| {
             tracing::warn!(
@@ -61,6 +62,18 @@ pub fn build(
                 requires_immediate_attention: true,
             };
             spawn_publish(&p2, ev, None);
+        })
+        .on_router_died(move |part| {
+            let ev = SystemErrorCritical {
+                service_name: "strategist".into(),
+                error_type: "router_died".into(),
+                error_message: format!("{part} died and was started again"),
+                stack_trace: String::new(),
+                user_id: None,
+                request_id: None,
+                requires_immediate_attention: true,
+            };
+            spawn_publish(&p4, ev, None);
         })
         .on_retention(move |r| {
             let ev = match r {

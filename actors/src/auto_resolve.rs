@@ -16,7 +16,7 @@ use actix::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::Catalog;
-use crate::dead_letters::{DeadLetterEntry, DeadLetterError, DeadLetterFilter, DeadLetters};
+use crate::dead_letters::{DeadLetterEntry, DeadLetterError, DeadLetters};
 use crate::envelope::{Envelope, now_millis};
 
 /// What a rule does with a dead letter it matches.
@@ -119,6 +119,9 @@ pub struct AutoResolver {
     sweeping: bool,
 }
 
+/// Dead letters read per round trip by a sweep.
+const SWEEP_PAGE: usize = 500;
+
 impl AutoResolver {
     /// Runs `rules` every `interval` and on [`Arrived`].
     pub fn new(
@@ -146,12 +149,25 @@ impl AutoResolver {
             self.rules.clone(),
             self.catalog.clone(),
         );
+        // Every dead letter of every stream, a page at a time: memory stays at one
+        // page however many there are.
         let fut = async move {
-            let all = dl.list(&DeadLetterFilter::default(), 10_000).await?;
             let mut acted = 0;
-            for d in all {
-                if resolve(&dl, &rules, &catalog, &d).await? {
-                    acted += 1;
+            for stream in dl.streams().to_vec() {
+                let mut after = "-".to_owned();
+                loop {
+                    let page = dl.page(&stream, &after, SWEEP_PAGE).await?;
+                    let Some(last) = page.last() else { break };
+                    after = last.entry_id().to_owned();
+                    let full = page.len() == SWEEP_PAGE;
+                    for d in page {
+                        if resolve(&dl, &rules, &catalog, &d).await? {
+                            acted += 1;
+                        }
+                    }
+                    if !full {
+                        break;
+                    }
                 }
             }
             Ok::<_, DeadLetterError>(acted)

@@ -58,6 +58,14 @@ pub struct DeadLetterFilter {
     pub group: Option<String>,
 }
 
+impl DeadLetterEntry {
+    /// Its entry id in the dead-letter stream (the part of [`Self::id`] after the
+    /// stream).
+    pub fn entry_id(&self) -> &str {
+        self.id.rsplit_once(':').map_or("", |(_, e)| e)
+    }
+}
+
 impl DeadLetterFilter {
     fn matches(&self, e: &DeadLetterEntry) -> bool {
         self.event_type
@@ -116,6 +124,39 @@ impl DeadLetters {
             Some(s) => vec![s.as_str()],
             None => self.streams.iter().map(String::as_str).collect(),
         }
+    }
+
+    /// The streams whose dead letters this reads.
+    pub fn streams(&self) -> &[String] {
+        &self.streams
+    }
+
+    /// One page of `stream`'s dead letters, oldest first: at most `limit` whose
+    /// entry id is after `after` (`-` for the start). The next page starts after the
+    /// last one's [`DeadLetterEntry::entry_id`].
+    pub async fn page(
+        &self,
+        stream: &str,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<DeadLetterEntry>, DeadLetterError> {
+        let start = if after == "-" {
+            "-".to_owned()
+        } else {
+            format!("({after}")
+        };
+        let v: redis::Value = redis::cmd("XRANGE")
+            .arg(self.keys.dlq(stream))
+            .arg(start)
+            .arg("+")
+            .arg("COUNT")
+            .arg(limit)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(redis_io::parse_entries(v)
+            .into_iter()
+            .map(|e| to_entry(stream, e))
+            .collect())
     }
 
     /// Dead letters matching `filter`, oldest first, at most `limit`.
@@ -180,13 +221,9 @@ impl DeadLetters {
     /// audit trail. Returns the entry id in the redelivery stream.
     pub async fn reprocess(&self, id: &str, note: &str) -> Result<String, DeadLetterError> {
         let d = self.get(id).await?;
-        let fields: Vec<(String, String)> = d
-            .fields
-            .iter()
-            .filter(|(k, _)| k.as_str() != "reprocessed")
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        self.redeliver(&d, fields, note).await
+        // The fields are copied inside Redis, byte for byte: a value that is not
+        // UTF-8 must come back exactly as it was published.
+        self.send_back(&d, None, note).await
     }
 
     /// Sends a dead letter back with other fields than it had (an upcast event, say).
@@ -196,13 +233,26 @@ impl DeadLetters {
         fields: Vec<(String, String)>,
         note: &str,
     ) -> Result<String, DeadLetterError> {
+        self.send_back(d, Some(fields), note).await
+    }
+
+    /// Redelivers `d` with `fields`, or with its own original fields (copied in
+    /// Redis) when `None`.
+    async fn send_back(
+        &self,
+        d: &DeadLetterEntry,
+        fields: Option<Vec<(String, String)>>,
+        note: &str,
+    ) -> Result<String, DeadLetterError> {
         let (stream, entry) = self.parse_id(&d.id)?;
         let mut inv = REDELIVER.prepare_invoke();
         inv.key(self.keys.dlq(stream))
             .key(self.keys.redeliver(stream, &d.group))
             .key(self.keys.audit(stream));
-        inv.arg(entry).arg(format!("reprocess: {note}"));
-        for (k, v) in fields {
+        inv.arg(entry)
+            .arg(format!("reprocess: {note}"))
+            .arg(if fields.is_some() { "given" } else { "copy" });
+        for (k, v) in fields.into_iter().flatten() {
             inv.arg(k).arg(v);
         }
         inv.arg("reprocessed").arg(d.reprocessed + 1);
@@ -296,6 +346,26 @@ fn gone_is_fine(r: Result<(), DeadLetterError>) -> Result<bool, DeadLetterError>
         Err(DeadLetterError::NotFound(_)) => Ok(false),
         Err(e) => Err(e),
     }
+}
+
+/// The contract's `dlq_*` fields of a new dead letter (the encoder; [`to_entry`]
+/// below is the decoder).
+pub(crate) fn letter_fields(
+    reason: crate::hooks::DeadLetterReason,
+    error: &str,
+    group: &str,
+    attempts: u32,
+    original_id: &str,
+) -> Vec<(&'static str, String)> {
+    let at = crate::envelope::now_millis().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    vec![
+        ("dlq_reason", reason.as_str().to_owned()),
+        ("dlq_error", error.to_owned()),
+        ("dlq_group", group.to_owned()),
+        ("dlq_attempts", attempts.to_string()),
+        ("dlq_original_id", original_id.to_owned()),
+        ("dlq_at", at),
+    ]
 }
 
 fn to_entry(stream: &str, e: redis_io::Entry) -> DeadLetterEntry {

@@ -8,20 +8,22 @@
 //!
 //! Must be started from inside a running actix `System`.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use actix::prelude::*;
 use redis::aio::ConnectionManager;
 
 use crate::catalog::Catalog;
+use crate::group::{GroupBackend, GroupKeys, Source};
 use crate::health::Health;
 use crate::hooks::Hooks;
 use crate::keys::Keys;
+use crate::leases::{LeaseKeeper, LeaseTable, Leases, RouterSlot};
 use crate::pool::{Pool, StartFrom};
-use crate::redis_io;
-use crate::router::{Drain, Route, Router, Source};
+use crate::router::{Crash, Drain, Route};
 use crate::stats::RouteStats;
+use crate::watchdog::{RouterSpec, Watchdog};
 use crate::worker::Worker;
 
 /// Process-wide settings of the engine.
@@ -102,7 +104,7 @@ pub struct RouteInfo {
 
 /// The running engine.
 pub struct Engine {
-    routers: Vec<Addr<Router>>,
+    routers: Vec<RouterSlot>,
     routes: Vec<RouteInfo>,
     arbiters: Vec<Arbiter>,
     health: Health,
@@ -127,38 +129,41 @@ impl Engine {
                     message,
                 })?;
         }
-        let arbiters: Vec<Arbiter> = (0..config.arbiters.max(1))
+        let mut arbiters: Vec<Arbiter> = (0..config.arbiters.max(1))
             .map(|_| Arbiter::new())
             .collect();
-        let mut routers = Vec::new();
+        let mut specs = Vec::new();
+        let mut tables = Vec::new();
         let mut routes = Vec::new();
         let mut n = 0usize;
         for pool in pools {
             for stream in pool.streams() {
-                let sources = vec![
-                    Source {
-                        key: config.keys.stream(stream),
-                        retry_key: config.keys.retry(stream, &pool.name),
-                    },
-                    Source {
-                        key: config.keys.redeliver(stream, &pool.name),
-                        retry_key: config.keys.redeliver_retry(stream, &pool.name),
-                    },
-                ];
-                let mut conn = shared.clone();
-                for (i, src) in sources.iter().enumerate() {
-                    // A redelivery stream holds only what was sent back on purpose:
-                    // always read it from its start.
-                    let from_start = i > 0 || pool.options.start_from == StartFrom::Beginning;
-                    redis_io::ensure_group(&mut conn, &src.key, &pool.name, from_start)
-                        .await
-                        .map_err(|source| EngineError::Group {
-                            stream: src.key.clone(),
-                            group: pool.name.clone(),
-                            source,
-                        })?;
-                }
                 let consumer = format!("{}-{n}", config.consumer_prefix);
+                let keys = Arc::new(GroupKeys {
+                    sources: vec![
+                        Source {
+                            key: config.keys.stream(stream),
+                            retry_key: config.keys.retry(stream, &pool.name),
+                        },
+                        Source {
+                            key: config.keys.redeliver(stream, &pool.name),
+                            retry_key: config.keys.redeliver_retry(stream, &pool.name),
+                        },
+                    ],
+                    dlq_key: config.keys.dlq(stream),
+                    group: pool.name.clone(),
+                    consumer: consumer.clone(),
+                    dlq_maxlen: config.dlq_maxlen,
+                });
+                let backend = GroupBackend::new(shared.clone(), keys.clone());
+                let from_start = pool.options.start_from == StartFrom::Beginning;
+                if let Err(source) = backend.clone().ensure(from_start).await {
+                    return Err(EngineError::Group {
+                        stream: config.keys.stream(stream),
+                        group: pool.name.clone(),
+                        source,
+                    });
+                }
                 let o = &pool.options;
                 let workers: Vec<Addr<Worker>> = (0..o.workers)
                     .map(|i| {
@@ -178,10 +183,6 @@ impl Engine {
                 let stats = Arc::new(RouteStats::default());
                 let route = Arc::new(Route {
                     stream: stream.to_owned(),
-                    dlq_key: config.keys.dlq(stream),
-                    sources,
-                    group: pool.name.clone(),
-                    consumer: consumer.clone(),
                     part: format!("router:{stream}/{}", pool.name),
                     options: pool.options.clone(),
                     handlers: pool.handlers.get(stream).cloned().unwrap_or_default(),
@@ -189,7 +190,6 @@ impl Engine {
                     catalog: catalog.clone(),
                     hooks: hooks.clone(),
                     stats: stats.clone(),
-                    dlq_maxlen: config.dlq_maxlen,
                 });
                 routes.push(RouteInfo {
                     stream: stream.to_owned(),
@@ -202,14 +202,44 @@ impl Engine {
                         .collect(),
                     stats,
                 });
-                let (client, shared, health) = (client.clone(), shared.clone(), health.clone());
-                let arbiter = &arbiters[n % arbiters.len()];
-                routers.push(Supervisor::start_in_arbiter(&arbiter.handle(), move |_| {
-                    Router::new(route, client, shared, workers, health)
-                }));
+                let leases = Arc::new(Leases::default());
+                let spec = RouterSpec {
+                    route: route.clone(),
+                    client: client.clone(),
+                    backend: backend.clone(),
+                    leases: leases.clone(),
+                    workers,
+                    health: health.clone(),
+                    arbiter: arbiters[n % arbiters.len()].handle(),
+                };
+                let slot: RouterSlot = Arc::new(Mutex::new(spec.start()));
+                let o = &pool.options;
+                tables.push(LeaseTable {
+                    backend,
+                    leases,
+                    router: slot.clone(),
+                    min_age: Duration::from_millis(o.claim_idle_ms / 4),
+                    every: Duration::from_millis((o.claim_idle_ms / 8).max(10)),
+                    part: route.part.clone(),
+                });
+                specs.push((spec, slot));
                 n += 1;
             }
         }
+        // Leases and the watchdog run on a thread where no handler runs, so a
+        // handler that blocks its thread cannot stop them.
+        let upkeep = Arbiter::new();
+        let keeper_client = client.clone();
+        Supervisor::start_in_arbiter(&upkeep.handle(), move |_| {
+            LeaseKeeper::new(keeper_client, tables)
+        });
+        let routers = specs.iter().map(|(_, slot)| slot.clone()).collect();
+        let watched = specs;
+        Watchdog::start_in_arbiter(&upkeep.handle(), move |_| Watchdog {
+            routers: watched,
+            every: Duration::from_millis(250),
+        });
+        arbiters.push(upkeep);
         Ok(Engine {
             routers,
             routes,
@@ -232,8 +262,22 @@ impl Engine {
     /// finish and be acked. True when everything drained in time; what did not
     /// stays pending in Redis and is claimed by another consumer later.
     pub async fn drain(&self, grace: Duration) -> bool {
-        let all = futures_util::future::join_all(self.routers.iter().map(|r| r.send(Drain)));
+        let all = futures_util::future::join_all(self.routers.iter().map(|r| {
+            let addr = r.lock().unwrap_or_else(PoisonError::into_inner).clone();
+            addr.send(Drain)
+        }));
         tokio::time::timeout(grace, all).await.is_ok()
+    }
+
+    /// Makes router `i` panic outside every guard, as a bug in it would: for tests
+    /// of the watchdog. Not for production use.
+    #[doc(hidden)]
+    pub fn inject_router_panic(&self, i: usize) {
+        if let Some(r) = self.routers.get(i) {
+            r.lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .do_send(Crash);
+        }
     }
 
     /// Stops the arbiter threads. Call after [`Engine::drain`].

@@ -86,6 +86,7 @@ pub struct DeadLetter {
 type DeadLetterHook = Arc<dyn Fn(&DeadLetter) + Send + Sync>;
 type CrashLoopHook = Arc<dyn Fn(&str, u32) + Send + Sync>;
 type RetentionHook = Arc<dyn Fn(&RetentionReport) + Send + Sync>;
+type RouterDiedHook = Arc<dyn Fn(&str) + Send + Sync>;
 type SpanHook = Arc<dyn Fn(&Delivery, &str) -> tracing::Span + Send + Sync>;
 
 /// The application's hooks. All optional.
@@ -94,6 +95,7 @@ pub struct Hooks {
     on_dead_letter: Option<DeadLetterHook>,
     on_crash_loop: Option<CrashLoopHook>,
     on_retention: Option<RetentionHook>,
+    on_router_died: Option<RouterDiedHook>,
     span: Option<SpanHook>,
 }
 
@@ -108,6 +110,13 @@ impl Hooks {
     /// the restarts counted in the window.
     pub fn on_crash_loop(mut self, f: impl Fn(&str, u32) + Send + Sync + 'static) -> Self {
         self.on_crash_loop = Some(Arc::new(f));
+        self
+    }
+
+    /// Called when a router died (a bug in the engine: a panic outside every
+    /// guard), with its name, before it is started again.
+    pub fn on_router_died(mut self, f: impl Fn(&str) + Send + Sync + 'static) -> Self {
+        self.on_router_died = Some(Arc::new(f));
         self
     }
 
@@ -151,6 +160,12 @@ impl Hooks {
     pub(crate) fn dead_letter(&self, d: &DeadLetter) {
         if let Some(f) = &self.on_dead_letter {
             f(d);
+        }
+    }
+
+    pub(crate) fn router_died(&self, part: &str) {
+        if let Some(f) = &self.on_router_died {
+            f(part);
         }
     }
 

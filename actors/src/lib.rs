@@ -15,7 +15,11 @@
 //! - [`retention`]: trimming that never cuts an unread entry.
 //! - [`dead_letters`]: list, show, reprocess, purge dead letters.
 //! - [`engine`]: starts routers and workers under supervisors; drains them.
-//! - `router`, `worker`: the actors (private).
+//! - `router` (a folder: read loop, ordering keys, acks, failures, upkeep),
+//!   `worker`: the actors (private); `group`: the Redis calls of one consumer group
+//!   and their scripts, the seam for other backends; `dispose`: the pure decision
+//!   of what becomes of an entry after its handler call; `leases`: lease keeping on
+//!   a thread of its own; `watchdog`: restarts a router that died.
 //! - [`redis_io`]: group creation, reply parsing, Lua scripts (`scripts/*.lua`).
 //! - [`auto_resolve`]: rules that reprocess, upcast or drop dead letters.
 //! - [`saga`]: multi-step workflows that survive crashes.
@@ -33,12 +37,15 @@ pub mod auto_resolve;
 pub mod budget;
 pub mod catalog;
 pub mod dead_letters;
+mod dispose;
 pub mod engine;
 pub mod envelope;
+mod group;
 pub mod handler;
 pub mod health;
 pub mod hooks;
 pub mod keys;
+mod leases;
 pub mod pool;
 pub mod publisher;
 pub mod redis_io;
@@ -47,6 +54,7 @@ pub mod retry;
 mod router;
 pub mod saga;
 pub mod stats;
+mod watchdog;
 mod worker;
 
 pub use auto_resolve::{AutoResolver, ResolutionAction, ResolutionRule};

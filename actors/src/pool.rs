@@ -38,6 +38,10 @@ pub struct PoolOptions {
     pub prefetch: usize,
     /// The most entries one `XREADGROUP` asks for.
     pub read_count: usize,
+    /// Entries held beyond `capacity()` while they wait behind an earlier entry
+    /// with the same ordering key. They do not take read room from other keys, so
+    /// one busy key cannot stall the others; this bounds the memory they use.
+    pub max_waiting: usize,
     /// How long one `XREADGROUP` blocks waiting for new entries.
     pub block_ms: u64,
     /// A pending entry idle this long belongs to a consumer that is gone and is
@@ -90,6 +94,7 @@ impl Default for PoolOptions {
             workers: 2,
             prefetch: 16,
             read_count: 256,
+            max_waiting: 1000,
             block_ms: 2000,
             claim_idle_ms: 30_000,
             claim_interval_ms: 1000,

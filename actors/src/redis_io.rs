@@ -30,12 +30,6 @@ impl Entry {
     }
 }
 
-pub(crate) static CLAIM: LazyLock<redis::Script> =
-    LazyLock::new(|| redis::Script::new(include_str!("scripts/claim.lua")));
-pub(crate) static DEAD_LETTER: LazyLock<redis::Script> =
-    LazyLock::new(|| redis::Script::new(include_str!("scripts/dead_letter.lua")));
-pub(crate) static RETIRE_CONSUMERS: LazyLock<redis::Script> =
-    LazyLock::new(|| redis::Script::new(include_str!("scripts/retire_consumers.lua")));
 pub(crate) const PUBLISH_ONCE_LUA: &str = include_str!("scripts/publish_once.lua");
 pub(crate) static PUBLISH_ONCE: LazyLock<redis::Script> =
     LazyLock::new(|| redis::Script::new(PUBLISH_ONCE_LUA));

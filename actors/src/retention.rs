@@ -31,10 +31,6 @@ use crate::stats::RouteStats;
 static TRIM: LazyLock<redis::Script> =
     LazyLock::new(|| redis::Script::new(include_str!("scripts/trim.lua")));
 
-/// Most entries one stream loses to its length limit per tick (the rest follows on
-/// the next ticks), so one trim never blocks Redis for long.
-const TRIM_BATCH: u64 = 10_000;
-
 /// The retention of one stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StreamRetention {
@@ -143,6 +139,7 @@ impl RetentionKeeper {
             return;
         };
         let now = now_millis().timestamp_millis();
+        let acked = if acked { "1" } else { "0" };
         let calls: Vec<(String, redis::ScriptInvocation<'static>)> = self
             .streams
             .iter()
@@ -157,22 +154,44 @@ impl RetentionKeeper {
                     .arg(age_cut)
                     .arg(s.maxlen)
                     .arg(s.hard_cap)
-                    .arg(TRIM_BATCH)
-                    .arg(if acked { "1" } else { "0" });
+                    .arg(0)
+                    .arg(acked)
+                    .arg("0");
                 (s.stream.clone(), inv)
             })
             .collect();
+        let keys = self.keys.clone();
         let mut conn = self.conn.clone();
         let fut = async move {
             let mut out = Vec::new();
+            let mut spent = 0;
             for (stream, inv) in calls {
-                out.push((stream, inv.invoke_async::<Value>(&mut conn).await));
+                out.push((stream.clone(), inv.invoke_async::<Value>(&mut conn).await));
+                // Each group's redelivery stream: what the group finished is dead
+                // weight there, whatever the main stream's limits.
+                let groups = group_names(&mut conn, &keys.stream(&stream)).await;
+                for g in groups {
+                    let mut inv = TRIM.prepare_invoke();
+                    inv.key(keys.redeliver(&stream, &g))
+                        .arg("")
+                        .arg(0)
+                        .arg(0)
+                        .arg(0)
+                        .arg(acked)
+                        .arg("1");
+                    if let Ok(Value::Array(v)) = inv.invoke_async::<Value>(&mut conn).await
+                        && let Some(Value::Int(n)) = v.first()
+                    {
+                        spent += u64::try_from(*n).unwrap_or(0);
+                    }
+                }
             }
-            out
+            (out, spent)
         };
         ctx.spawn(
-            actix::fut::wrap_future(fut).map(|results, act: &mut Self, _| {
+            actix::fut::wrap_future(fut).map(|(results, redelivered), act: &mut Self, _| {
                 act.busy = false;
+                RouteStats::add(&act.stats.trimmed, redelivered);
                 for (stream, res) in results {
                     match res {
                         Ok(v) => act.record(&stream, v),
@@ -237,6 +256,32 @@ impl RetentionKeeper {
             });
         }
     }
+}
+
+/// The consumer groups of `stream` (none when it does not exist or Redis fails:
+/// this tick then skips the redelivery streams).
+async fn group_names(conn: &mut ConnectionManager, stream: &str) -> Vec<String> {
+    let Ok(Value::Array(groups)) = redis::cmd("XINFO")
+        .arg("GROUPS")
+        .arg(stream)
+        .query_async::<Value>(conn)
+        .await
+    else {
+        return Vec::new();
+    };
+    groups
+        .into_iter()
+        .filter_map(|g| {
+            let flat: Vec<Value> = match g {
+                Value::Array(a) => a,
+                Value::Map(m) => m.into_iter().flat_map(|(k, v)| [k, v]).collect(),
+                _ => return None,
+            };
+            flat.chunks(2)
+                .find(|kv| text(&kv[0]).as_deref() == Some("name"))
+                .and_then(|kv| kv.get(1).and_then(text))
+        })
+        .collect()
 }
 
 impl Actor for RetentionKeeper {

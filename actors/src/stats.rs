@@ -24,6 +24,9 @@ pub struct RouteStats {
     pub gone: AtomicU64,
     /// Sum of handler run times in microseconds (with `handled`, the mean).
     pub busy_us: AtomicU64,
+    /// Entries another consumer claimed while this one held them (their handlers
+    /// were cancelled).
+    pub leases_lost: AtomicU64,
 }
 
 /// A copy of [`RouteStats`] at one moment.
@@ -47,6 +50,8 @@ pub struct StatsSnapshot {
     pub gone: u64,
     /// See [`RouteStats::busy_us`].
     pub busy_us: u64,
+    /// See [`RouteStats::leases_lost`].
+    pub leases_lost: u64,
 }
 
 impl RouteStats {
@@ -67,6 +72,7 @@ impl RouteStats {
             claimed: r(&self.claimed),
             gone: r(&self.gone),
             busy_us: r(&self.busy_us),
+            leases_lost: r(&self.leases_lost),
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The worker actor: runs one handler call at a time, with its timeout, and turns a
-//! panic into an outcome instead of a dead arbiter.
+//! panic into an outcome instead of a dead arbiter. A call can be cancelled from
+//! outside (its lease went to another consumer).
 //!
 //! Invariants: a worker never acks anything (its router does, after the outcome);
 //! after a panic it stops itself so its `Supervisor` restarts it in place (the same
@@ -11,9 +12,11 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use futures_util::FutureExt;
+use futures_util::future::{AbortRegistration, Abortable};
 
 use crate::budget::RestartBudget;
-use crate::handler::{Delivery, Handler, HandlerError};
+use crate::dispose::Outcome;
+use crate::handler::{Delivery, Handler};
 use crate::health::Health;
 use crate::hooks::Hooks;
 
@@ -26,15 +29,8 @@ pub(crate) struct Deliver {
     pub(crate) delivery: Delivery,
     pub(crate) handler: Handler,
     pub(crate) timeout: Duration,
-}
-
-/// How a handler call ended.
-#[derive(Debug)]
-pub(crate) enum Outcome {
-    Done,
-    Failed(HandlerError),
-    Panicked(String),
-    TimedOut,
+    /// Cancels the call when its entry is no longer this consumer's.
+    pub(crate) abort: AbortRegistration,
 }
 
 pub(crate) struct Worker {
@@ -105,6 +101,7 @@ impl actix::Handler<Deliver> for Worker {
             delivery,
             handler,
             timeout,
+            abort,
         } = msg;
         let run = async move {
             let call = || span.in_scope(|| handler.call(delivery));
@@ -113,11 +110,13 @@ impl actix::Handler<Deliver> for Worker {
                 Err(p) => return Outcome::Panicked(panic_message(p.as_ref())),
             };
             let fut = tracing::Instrument::instrument(fut, span);
-            match tokio::time::timeout(timeout, AssertUnwindSafe(fut).catch_unwind()).await {
-                Err(_) => Outcome::TimedOut,
-                Ok(Err(p)) => Outcome::Panicked(panic_message(p.as_ref())),
-                Ok(Ok(Ok(()))) => Outcome::Done,
-                Ok(Ok(Err(e))) => Outcome::Failed(e),
+            let guarded = Abortable::new(AssertUnwindSafe(fut).catch_unwind(), abort);
+            match tokio::time::timeout(timeout, guarded).await {
+                Err(_) => Outcome::TimedOut(timeout),
+                Ok(Err(_aborted)) => Outcome::Cancelled,
+                Ok(Ok(Err(p))) => Outcome::Panicked(panic_message(p.as_ref())),
+                Ok(Ok(Ok(Ok(())))) => Outcome::Done,
+                Ok(Ok(Ok(Err(e)))) => Outcome::Failed(e),
             }
         };
         AtomicResponse::new(Box::pin(actix::fut::wrap_future(run).map(
@@ -132,7 +131,7 @@ impl actix::Handler<Deliver> for Worker {
     }
 }
 
-fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+pub(crate) fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = p.downcast_ref::<&str>() {
         format!("panic: {s}")
     } else if let Some(s) = p.downcast_ref::<String>() {

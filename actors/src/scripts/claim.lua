@@ -3,16 +3,21 @@
 --   2. entries left pending by a consumer that has been silent for min_idle ms,
 --      unless they wait in the retry schedule (their backoff is honoured even when
 --      the consumer that failed them is gone).
+-- The scan of the pending list looks at no more than `scan` entries per call and
+-- goes on from the cursor next time, so a long pending list costs the same each
+-- tick instead of being read whole every second.
 -- Returns {next_cursor, {{id, fields, deliveries}...}, gone}, where deliveries is the
 -- delivery count including this one, and gone counts pending ids whose entry had
 -- already been trimmed (they are acked here: nothing can ever run them).
 --
 -- KEYS[1] stream, KEYS[2] retry schedule
 -- ARGV[1] group, ARGV[2] consumer, ARGV[3] min_idle_ms, ARGV[4] count,
--- ARGV[5] now_ms, ARGV[6] cursor for the scan of the pending list ('-' to start)
+-- ARGV[5] now_ms, ARGV[6] cursor for the scan of the pending list ('-' to start),
+-- ARGV[7] most pending entries to look at in this call
 local stream, schedule = KEYS[1], KEYS[2]
-local group, me, min_idle = ARGV[1], ARGV[2], ARGV[3]
+local group, me, min_idle = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local count = tonumber(ARGV[4])
+local scan = tonumber(ARGV[7])
 local out, gone = {}, 0
 
 local function take(id, min, deliveries)
@@ -37,11 +42,14 @@ end
 local room = count - #out
 local cursor = ARGV[6]
 if room > 0 then
-  local stale = redis.call('XPENDING', stream, group, 'IDLE', min_idle, cursor, '+', room)
-  for _, p in ipairs(stale) do
+  local rows = redis.call('XPENDING', stream, group, cursor, '+', scan)
+  for _, p in ipairs(rows) do
     cursor = '(' .. p[1]
-    if not redis.call('ZSCORE', schedule, p[1]) then take(p[1], min_idle, p[4]) end
+    if p[3] >= min_idle and not redis.call('ZSCORE', schedule, p[1]) then
+      take(p[1], min_idle, p[4])
+      if #out >= count then break end
+    end
   end
-  if #stale < room then cursor = '-' end
+  if #rows < scan then cursor = '-' end
 end
 return {cursor, out, gone}

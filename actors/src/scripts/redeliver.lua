@@ -4,11 +4,22 @@
 -- the audit stream. Does nothing (returns false) when the dead letter is gone.
 --
 -- KEYS[1] dead-letter stream, KEYS[2] the group's redelivery stream, KEYS[3] audit
--- ARGV[1] dead letter id, ARGV[2] audit note ('' for none), ARGV[3..] field, value, ...
+-- ARGV[1] dead letter id, ARGV[2] audit note ('' for none), ARGV[3] 'copy' (send
+-- the dead letter's own fields but dlq_* and reprocessed, byte for byte) or
+-- 'given' (send only the fields that follow), ARGV[4..] field, value, ...
 local e = redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1])
 if not e[1] then return false end
 local cmd = {'XADD', KEYS[2], '*'}
-for i = 3, #ARGV do table.insert(cmd, ARGV[i]) end
+if ARGV[3] == 'copy' then
+  local f = e[1][2]
+  for i = 1, #f, 2 do
+    local k = f[i]
+    if string.sub(k, 1, 4) ~= 'dlq_' and k ~= 'reprocessed' then
+      table.insert(cmd, k); table.insert(cmd, f[i + 1])
+    end
+  end
+end
+for i = 4, #ARGV do table.insert(cmd, ARGV[i]) end
 local id = redis.call(unpack(cmd))
 redis.call('XDEL', KEYS[1], ARGV[1])
 if ARGV[2] ~= '' then

@@ -9,8 +9,10 @@ local min_idle = tonumber(ARGV[2])
 for _, c in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do
   local f = {}
   for i = 1, #c, 2 do f[c[i]] = c[i + 1] end
-  -- 'inactive' (Redis 7.2+) counts from the last successful read; 'idle' from any.
-  local silent = f['inactive'] or f['idle']
+  -- 'inactive' (Redis 7.2+) counts from the last successful read, and is -1 for a
+  -- consumer that never read anything; 'idle' counts from any interaction.
+  local silent = f['inactive']
+  if silent == nil or silent < 0 then silent = f['idle'] end
   if f['pending'] == 0 and silent ~= nil and silent >= min_idle then
     redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], f['name'])
     table.insert(removed, f['name'])

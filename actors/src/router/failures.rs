@@ -1,0 +1,98 @@
+//! Failed attempts: a retry written to the group's schedule (the entry stays
+//! pending, so the retry survives a crash), or a dead letter written and acked in
+//! one script by the entry's owner, then told to the application's hook under a
+//! panic guard.
+
+use std::panic::AssertUnwindSafe;
+use std::time::Duration;
+
+use actix::prelude::*;
+
+use super::Router;
+use crate::dead_letters::letter_fields;
+use crate::envelope::{Envelope, now_millis};
+use crate::hooks::{DeadLetter, DeadLetterReason};
+use crate::redis_io::Entry;
+use crate::stats::RouteStats;
+use crate::worker::panic_message;
+
+impl Router {
+    /// Leaves the entry pending and writes when it runs again.
+    pub(super) fn schedule_retry(
+        &mut self,
+        entry: Entry,
+        source: usize,
+        delay: Duration,
+        ctx: &mut Context<Self>,
+    ) {
+        tracing::info!(
+            router = %self.route.part, entry = %entry.id, attempt = entry.deliveries,
+            retry_in_ms = delay.as_millis() as u64, "attempt failed; retrying later"
+        );
+        RouteStats::add(&self.route.stats.retried, 1);
+        let due = now_millis().timestamp_millis() + delay.as_millis() as i64;
+        self.ops += 1;
+        let fut = self.backend.clone().retry_at(source, entry.id, due);
+        ctx.spawn(actix::fut::wrap_future(fut).map(|res, act: &mut Self, _| {
+            act.ops -= 1;
+            if let Err(e) = res {
+                // The entry stays pending; it is claimed again once it looks stale.
+                tracing::warn!(router = %act.route.part, error = %e, "could not schedule a retry");
+            }
+            act.maybe_finish_drain();
+        }));
+    }
+
+    /// Moves an entry to `{stream}.dlq` and acks it, atomically.
+    pub(super) fn dead_letter(
+        &mut self,
+        entry: Entry,
+        source: usize,
+        reason: DeadLetterReason,
+        error: String,
+        envelope: Option<Envelope>,
+        ctx: &mut Context<Self>,
+    ) {
+        tracing::warn!(router = %self.route.part, entry = %entry.id, %reason, error = %error, "dead-lettering entry");
+        let group = &self.backend.keys.group;
+        let letter = letter_fields(reason, &error, group, entry.deliveries, &entry.id);
+        self.ops += 1;
+        let backend = self.backend.clone();
+        let fut = async move {
+            let res = backend.dead_letter(source, &entry, &letter).await;
+            (res, entry)
+        };
+        ctx.spawn(actix::fut::wrap_future(fut).map(move |(res, entry), act: &mut Self, _| {
+            act.ops -= 1;
+            match res {
+                Ok(Some(dlq_id)) => {
+                    RouteStats::add(&act.route.stats.dead_lettered, 1);
+                    RouteStats::add(&act.route.stats.acked, 1);
+                    let envelope = envelope.or_else(|| Envelope::from_pairs(entry.pairs()).ok());
+                    let letter = DeadLetter {
+                        stream: act.route.stream.clone(),
+                        group: act.backend.keys.group.clone(),
+                        original_id: entry.id,
+                        dlq_id,
+                        reason,
+                        error,
+                        attempts: entry.deliveries,
+                        envelope,
+                    };
+                    let hooks = &act.route.hooks;
+                    if let Err(p) = std::panic::catch_unwind(AssertUnwindSafe(|| hooks.dead_letter(&letter))) {
+                        tracing::error!(router = %act.route.part, error = %panic_message(p.as_ref()), "the dead-letter hook panicked");
+                    }
+                }
+                Ok(None) => {
+                    tracing::info!(router = %act.route.part, entry = %entry.id, "entry is not pending for this consumer; not dead-lettered (done already, or another consumer owns it)");
+                }
+                Err(e) => {
+                    // Still pending: it is claimed again once stale and ends here again.
+                    tracing::warn!(router = %act.route.part, error = %e, "could not dead-letter entry");
+                }
+            }
+            act.maybe_finish_drain();
+        }));
+    }
+}
