@@ -1,7 +1,10 @@
 //! The FileProcessingSaga on the saga runtime, run by `strategist serve`, with the
 //! test playing the step workers: it resumes after a `kill -9` at each step (also
 //! when the completion arrived while no process ran), and a step that keeps timing
-//! out compensates the steps before it in reverse order, then reports the failure.
+//! out compensates the steps before it in reverse order, then reports the failure;
+//! a failing saga killed before or after any of its compensations or its report
+//! publishes each exactly once; and a saga whose process dies for good is timed out
+//! by another process that keeps running.
 #![allow(clippy::unwrap_used, clippy::needless_range_loop)]
 
 mod common;
