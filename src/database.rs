@@ -135,6 +135,22 @@ impl strategist_actors::SagaStore for Db {
             None => Box::pin(async { Err(not_open()) }),
         }
     }
+
+    fn due(
+        &self,
+        saga: &str,
+        now_ms: i64,
+        stale_before_ms: i64,
+        limit: usize,
+    ) -> futures_util::future::BoxFuture<
+        'static,
+        Result<Vec<strategist_actors::SagaState>, strategist_actors::SagaStoreError>,
+    > {
+        match self.try_get() {
+            Some(store) => store.due(saga, now_ms, stale_before_ms, limit),
+            None => Box::pin(async { Err(not_open()) }),
+        }
+    }
 }
 
 fn not_open() -> strategist_actors::SagaStoreError {

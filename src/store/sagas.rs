@@ -1,8 +1,9 @@
 //! The saga store: the engine's [`SagaStore`] on the `sagas` table, with
-//! optimistic concurrency (a save names the version it replaces).
+//! optimistic concurrency (a save names the version it replaces), and the query of
+//! due sagas that every process's sweep runs (on `idx_sagas_due`).
 
 use futures_util::future::BoxFuture;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, Set};
+use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set};
 use strategist_actors::{SagaState, SagaStatus, SagaStore, SagaStoreError};
 
 use super::Store;
@@ -20,6 +21,10 @@ fn to_state(m: saga::Model) -> Result<SagaState, SagaStoreError> {
         data: serde_json::from_str(&m.data).map_err(err)?,
         attempts: u32::try_from(m.attempts).map_err(err)?,
         history: serde_json::from_str(&m.history).map_err(err)?,
+        outbox: match &m.outbox {
+            Some(text) => serde_json::from_str(text).map_err(err)?,
+            None => Vec::new(),
+        },
         id: m.id,
         saga: m.saga,
         deadline_ms: m.deadline_ms,
@@ -29,8 +34,15 @@ fn to_state(m: saga::Model) -> Result<SagaState, SagaStoreError> {
     })
 }
 
-fn to_row(s: &SagaState) -> saga::ActiveModel {
-    saga::ActiveModel {
+fn to_row(s: &SagaState) -> Result<saga::ActiveModel, SagaStoreError> {
+    // An outbox that cannot be written must fail the save: saving without it would
+    // lose the events it names.
+    let outbox = if s.outbox.is_empty() {
+        None
+    } else {
+        Some(serde_json::to_string(&s.outbox).map_err(err)?)
+    };
+    Ok(saga::ActiveModel {
         id: Set(s.id.clone()),
         saga: Set(s.saga.clone()),
         status: Set(s.status.as_str().to_owned()),
@@ -41,9 +53,10 @@ fn to_row(s: &SagaState) -> saga::ActiveModel {
         request_id: Set(s.request_id.clone()),
         error: Set(s.error.clone()),
         history: Set(serde_json::to_string(&s.history).unwrap_or_else(|_| "[]".into())),
+        outbox: Set(outbox),
         version: Set(s.version),
         updated_at_ms: Set(chrono::Utc::now().timestamp_millis()),
-    }
+    })
 }
 
 impl Store {
@@ -60,6 +73,7 @@ impl SagaStore for Store {
     fn create(&self, s: &SagaState) -> BoxFuture<'static, Result<(), SagaStoreError>> {
         let (db, row) = (self.db.clone(), to_row(s));
         Box::pin(async move {
+            let row = row?;
             match Sagas::insert(row).exec_without_returning(&db).await {
                 Ok(_) => Ok(()),
                 Err(e) if e.to_string().to_lowercase().contains("unique") => {
@@ -73,6 +87,7 @@ impl SagaStore for Store {
     fn save(&self, s: &SagaState) -> BoxFuture<'static, Result<(), SagaStoreError>> {
         let (db, row, id, expected) = (self.db.clone(), to_row(s), s.id.clone(), s.version - 1);
         Box::pin(async move {
+            let row = row?;
             let res = Sagas::update_many()
                 .set(row)
                 .filter(Column::Id.eq(id))
@@ -105,6 +120,36 @@ impl SagaStore for Store {
             Sagas::find()
                 .filter(Column::Saga.eq(name))
                 .filter(Column::Status.is_in(["running", "compensating"]))
+                .all(&db)
+                .await
+                .map_err(err)?
+                .into_iter()
+                .map(to_state)
+                .collect()
+        })
+    }
+
+    fn due(
+        &self,
+        name: &str,
+        now_ms: i64,
+        stale_before_ms: i64,
+        limit: usize,
+    ) -> BoxFuture<'static, Result<Vec<SagaState>, SagaStoreError>> {
+        let (db, name) = (self.db.clone(), name.to_owned());
+        Box::pin(async move {
+            let deadline_passed = Condition::all()
+                .add(Column::DeadlineMs.gt(0))
+                .add(Column::DeadlineMs.lte(now_ms));
+            let outbox_left = Condition::all()
+                .add(Column::Outbox.is_not_null())
+                .add(Column::UpdatedAtMs.lte(stale_before_ms));
+            Sagas::find()
+                .filter(Column::Saga.eq(name))
+                .filter(Column::Status.is_in(["running", "compensating"]))
+                .filter(Condition::any().add(deadline_passed).add(outbox_left))
+                .order_by_asc(Column::DeadlineMs)
+                .limit(u64::try_from(limit).unwrap_or(u64::MAX))
                 .all(&db)
                 .await
                 .map_err(err)?

@@ -21,7 +21,8 @@ pub struct Model {
     pub data: String,
     /// Attempts of the current step.
     pub attempts: i32,
-    /// When the current step times out (0: not waiting).
+    /// When the current step times out (0: not waiting); set when its request is
+    /// issued, indexed for the sweep of every live process.
     pub deadline_ms: i64,
     /// The current step's request event id.
     pub request_id: Option<String>,
@@ -31,6 +32,10 @@ pub struct Model {
     /// Step records, JSON text.
     #[sea_orm(column_type = "Text")]
     pub history: String,
+    /// Events saved but not yet known to be published (JSON text of the saga's
+    /// outbox); NULL when there are none, so the sweep's query can tell at a glance.
+    #[sea_orm(column_type = "Text", nullable)]
+    pub outbox: Option<String>,
     /// Optimistic-concurrency version.
     pub version: i64,
     /// When it last changed.
