@@ -97,6 +97,9 @@ enum Command {
         /// of the configuration; 0 turns idempotent publishing off).
         #[arg(long)]
         dedupe_window_ms: Option<u64>,
+        /// Events per second of the paced phase (0 skips it).
+        #[arg(long, default_value_t = 10_000)]
+        paced_rate: u64,
         /// Print one JSON object.
         #[arg(long)]
         json: bool,
@@ -293,6 +296,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             prefetch,
             redis_url,
             dedupe_window_ms,
+            paced_rate,
             json,
         } => {
             let dedupe_window_ms = match dedupe_window_ms {
@@ -306,6 +310,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 payload_bytes,
                 prefetch,
                 redis_url,
+                paced_rate,
             })
             .await?;
             if json {

@@ -466,7 +466,9 @@ fn a_consumer_that_never_read_is_retired() {
             })
             .collect()
     };
-    eventually(Duration::from_secs(10), "the ghost consumer retired", || {
-        !consumers(&mut c).contains(&"ghost".to_string())
-    });
+    eventually(
+        Duration::from_secs(10),
+        "the ghost consumer retired",
+        || !consumers(&mut c).contains(&"ghost".to_string()),
+    );
 }

@@ -1,11 +1,15 @@
 //! `strategist bench`: throughput and latency of the real bus, next to the ceiling of
 //! raw Redis measured in the same run on the same server.
 //!
-//! Three phases, one after the other on one Redis:
-//! 1. ceiling: a tight pipelined `XADD` + `XREADGROUP` + `XACK` loop, no framework;
+//! Four phases, one after the other on one Redis:
+//! 1. ceiling: a tight pipelined `XADD` producer and `XREADGROUP` + `XACK` consumers,
+//!    no framework, the best of 1, 2 and 4 consumers on the same entry shape, so the
+//!    ratio is against what this Redis can really do;
 //! 2. throughput: N `system.bench.ping` events through the validated publisher to a
 //!    no-op pool, publish to ack;
-//! 3. latency: the same pool fed at half the rate phase 2 reached, publish to handled.
+//! 3. latency: the same pool fed at half the rate phase 2 reached, publish to handled;
+//! 4. paced: the same pool fed at a fixed rate (`--paced-rate`, 10,000/s by default)
+//!    for the design's latency target, with this process's RSS while it runs.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -39,6 +43,8 @@ pub struct BenchArgs {
     pub dedupe_window_ms: u64,
     /// A Redis to use instead of a private one (it is written to under a prefix).
     pub redis_url: Option<String>,
+    /// Events per second of the paced phase (0: skip it).
+    pub paced_rate: u64,
 }
 
 /// Latency percentiles in milliseconds.
@@ -73,7 +79,16 @@ pub struct BenchReport {
     pub latency_ms: Percentiles,
     /// The rate phase 3 was fed at (half of `events_per_sec`).
     pub latency_rate_per_sec: f64,
-    /// Phase 1: the raw Redis loop.
+    /// Phase 4: publish-to-handled latency at `paced_rate_per_sec`.
+    pub paced_latency_ms: Option<Percentiles>,
+    /// Phase 4: the rate it was fed at.
+    pub paced_rate_per_sec: u64,
+    /// Phase 4: the most resident memory of this process (engine and publisher)
+    /// while it ran, in MiB.
+    pub paced_rss_mib: Option<f64>,
+    /// Phase 1: the raw Redis loop, per number of consumers tried.
+    pub redis_ceiling_by_consumers: Vec<(usize, f64)>,
+    /// Phase 1: the best of those.
     pub redis_ceiling_events_per_sec: f64,
     /// `events_per_sec / redis_ceiling_events_per_sec`.
     pub ratio: f64,
@@ -102,13 +117,13 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<BenchReport> {
         response_timeout_ms: 30_000,
     };
     let (client, shared) = redis_conn::connect(&settings).await?;
-    let ceiling = ceiling(
-        &client,
-        &settings.stream_prefix,
-        args.events,
-        args.payload_bytes,
-    )
-    .await?;
+    let mut by_consumers = Vec::new();
+    for consumers in [1usize, 2, 4] {
+        let key = format!("{}ceiling-{consumers}", settings.stream_prefix);
+        let rate = ceiling(&client, &key, args.events, args.payload_bytes, consumers).await?;
+        by_consumers.push((consumers, rate.round()));
+    }
+    let ceiling = by_consumers.iter().map(|(_, r)| *r).fold(0.0, f64::max);
     let keys = Keys::new(settings.stream_prefix.clone());
     let catalog = Arc::new(events::catalog());
     let publisher = Publisher::new(shared.clone(), keys.clone(), catalog.clone())
@@ -176,37 +191,38 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<BenchReport> {
     let publish_per_sec = args.events as f64 / published_in.as_secs_f64();
 
     // Phase 3: half that rate, paced every millisecond.
-    if let Ok(mut l) = latencies.lock() {
-        l.clear();
-    }
     let rate = events_per_sec / 2.0;
     let n3 = args
         .events
         .min((rate * 10.0) as u64)
         .max(1000.min(args.events));
-    let before = acked().acked;
-    let start = Instant::now();
-    let mut sent = 0u64;
-    let mut tick = tokio::time::interval(Duration::from_millis(1));
-    while sent < n3 {
-        tick.tick().await;
-        let due = ((start.elapsed().as_secs_f64() * rate) as u64).min(n3);
-        if due > sent {
-            let batch: Vec<(&str, Envelope)> = (sent..due)
-                .map(|i| (streams::SYSTEM, ping(i, &pad)))
-                .collect();
-            sent = due;
-            let p = publisher.clone();
-            tokio::spawn(async move { p.publish_batch(&batch).await });
-        }
-    }
-    wait_acked(&acked, before + n3, Duration::from_secs(600)).await?;
-    let mut lat = latencies.lock().map(|l| l.clone()).unwrap_or_default();
-    lat.sort_unstable();
-    let pct = |p: f64| {
-        let i = ((lat.len() as f64 * p).ceil() as usize).clamp(1, lat.len().max(1)) - 1;
-        lat.get(i).copied().unwrap_or_default() as f64 / 1000.0
+    let paced = Paced {
+        publisher: &publisher,
+        acked: &acked,
+        latencies: &latencies,
+        pad: &pad,
     };
+    let latency = paced.run(rate, n3).await?;
+    // Phase 4: the fixed rate of the design's target, for about five seconds.
+    let mut paced_latency = None;
+    let mut paced_rss = None;
+    if args.paced_rate > 0 {
+        let n4 = args.paced_rate * 5;
+        let peak = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let watch = peak.clone();
+        let sampler = tokio::spawn(async move {
+            loop {
+                if let Some(kib) = rss_kib() {
+                    watch.fetch_max(kib, std::sync::atomic::Ordering::Relaxed);
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        });
+        paced_latency = Some(paced.run(args.paced_rate as f64, n4).await?);
+        sampler.abort();
+        let kib = peak.load(std::sync::atomic::Ordering::Relaxed);
+        paced_rss = (kib > 0).then(|| (kib as f64 / 1024.0 * 10.0).round() / 10.0);
+    }
     let report = BenchReport {
         events: args.events,
         workers: args.workers,
@@ -215,12 +231,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<BenchReport> {
         dedupe_window_ms: args.dedupe_window_ms,
         events_per_sec: events_per_sec.round(),
         publish_per_sec: publish_per_sec.round(),
-        latency_ms: Percentiles {
-            p50: pct(0.50),
-            p95: pct(0.95),
-            p99: pct(0.99),
-        },
+        latency_ms: latency,
         latency_rate_per_sec: rate.round(),
+        paced_latency_ms: paced_latency,
+        paced_rate_per_sec: args.paced_rate,
+        paced_rss_mib: paced_rss,
+        redis_ceiling_by_consumers: by_consumers,
         redis_ceiling_events_per_sec: ceiling.round(),
         ratio: (events_per_sec / ceiling * 1000.0).round() / 1000.0,
     };
@@ -228,6 +244,61 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<BenchReport> {
     cleanup(shared, &settings.stream_prefix).await;
     engine.stop();
     Ok(report)
+}
+
+/// Feeds the pool at a fixed rate and measures publish-to-handled latency.
+struct Paced<'a, A: Fn() -> StatsSnapshot> {
+    publisher: &'a Publisher,
+    acked: &'a A,
+    latencies: &'a Mutex<Vec<u64>>,
+    pad: &'a str,
+}
+
+impl<A: Fn() -> StatsSnapshot> Paced<'_, A> {
+    /// Publishes `n` events at `rate` per second (a batch every millisecond) and
+    /// waits until all are handled.
+    async fn run(&self, rate: f64, n: u64) -> anyhow::Result<Percentiles> {
+        if let Ok(mut l) = self.latencies.lock() {
+            l.clear();
+        }
+        let before = (self.acked)().acked;
+        let start = Instant::now();
+        let mut sent = 0u64;
+        let mut tick = tokio::time::interval(Duration::from_millis(1));
+        while sent < n {
+            tick.tick().await;
+            let due = ((start.elapsed().as_secs_f64() * rate) as u64).min(n);
+            if due > sent {
+                let batch: Vec<(&str, Envelope)> = (sent..due)
+                    .map(|i| (streams::SYSTEM, ping(i, self.pad)))
+                    .collect();
+                sent = due;
+                let p = self.publisher.clone();
+                tokio::spawn(async move { p.publish_batch(&batch).await });
+            }
+        }
+        wait_acked(self.acked, before + n, Duration::from_secs(600)).await?;
+        let mut lat = self.latencies.lock().map(|l| l.clone()).unwrap_or_default();
+        lat.sort_unstable();
+        let pct = |p: f64| {
+            let i = ((lat.len() as f64 * p).ceil() as usize).clamp(1, lat.len().max(1)) - 1;
+            lat.get(i).copied().unwrap_or_default() as f64 / 1000.0
+        };
+        Ok(Percentiles {
+            p50: pct(0.50),
+            p95: pct(0.95),
+            p99: pct(0.99),
+        })
+    }
+}
+
+/// This process's resident memory in KiB (Linux).
+fn rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
 fn ping(seq: u64, pad: &str) -> Envelope {
@@ -264,19 +335,20 @@ async fn wait_acked(
     Ok(())
 }
 
-/// The raw loop: a producer pipelining `XADD`s and a consumer reading with
-/// `XREADGROUP COUNT` and acking each batch with one `XACK`, concurrently.
+/// The raw loop: a producer pipelining `XADD`s and `consumers` consumers (each on
+/// its own connection) reading with `XREADGROUP COUNT` and acking each batch with
+/// one `XACK`, concurrently. Events per second, publish to ack.
 async fn ceiling(
     client: &redis::Client,
-    prefix: &str,
+    key: &str,
     n: u64,
     payload_bytes: usize,
+    consumers: usize,
 ) -> anyhow::Result<f64> {
-    let key = format!("{prefix}ceiling");
     let mut c = client.get_multiplexed_async_connection().await?;
     redis::cmd("XGROUP")
         .arg("CREATE")
-        .arg(&key)
+        .arg(key)
         .arg("g")
         .arg("0")
         .arg("MKSTREAM")
@@ -287,9 +359,10 @@ async fn ceiling(
         sent_at_us: now_us(),
         pad: "x".repeat(payload_bytes),
     })?;
+    let done = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let start = Instant::now();
     let mut pc = c.clone();
-    let pkey = key.clone();
+    let pkey = key.to_owned();
     let producer = tokio::spawn(async move {
         let mut sent = 0u64;
         while sent < n {
@@ -316,44 +389,55 @@ async fn ceiling(
         }
         Ok::<_, redis::RedisError>(())
     });
-    let mut rc = client
-        .get_multiplexed_async_connection_with_config(
-            &redis::AsyncConnectionConfig::new()
-                .set_response_timeout(Some(Duration::from_secs(10))),
-        )
-        .await?;
-    let mut done = 0u64;
-    while done < n {
-        let v: redis::Value = redis::cmd("XREADGROUP")
-            .arg("GROUP")
-            .arg("g")
-            .arg("c")
-            .arg("COUNT")
-            .arg(BATCH)
-            .arg("BLOCK")
-            .arg(100)
-            .arg("STREAMS")
-            .arg(&key)
-            .arg(">")
-            .query_async(&mut rc)
+    let mut readers = Vec::new();
+    for i in 0..consumers {
+        let mut rc = client
+            .get_multiplexed_async_connection_with_config(
+                &redis::AsyncConnectionConfig::new()
+                    .set_response_timeout(Some(Duration::from_secs(10))),
+            )
             .await?;
-        let ids: Vec<String> = strategist_actors::redis_io::parse_stream_reply(v)
-            .into_iter()
-            .map(|e| e.id)
-            .collect();
-        if ids.is_empty() {
-            continue;
-        }
-        let acked: u64 = redis::cmd("XACK")
-            .arg(&key)
-            .arg("g")
-            .arg(&ids)
-            .query_async(&mut rc)
-            .await?;
-        done += acked;
+        let (key, done) = (key.to_owned(), done.clone());
+        readers.push(tokio::spawn(async move {
+            use std::sync::atomic::Ordering::Relaxed;
+            while done.load(Relaxed) < n {
+                let v: redis::Value = redis::cmd("XREADGROUP")
+                    .arg("GROUP")
+                    .arg("g")
+                    .arg(format!("c{i}"))
+                    .arg("COUNT")
+                    .arg(BATCH)
+                    .arg("BLOCK")
+                    .arg(20)
+                    .arg("STREAMS")
+                    .arg(&key)
+                    .arg(">")
+                    .query_async(&mut rc)
+                    .await?;
+                let ids: Vec<String> = strategist_actors::redis_io::parse_stream_reply(v)
+                    .into_iter()
+                    .map(|e| e.id)
+                    .collect();
+                if ids.is_empty() {
+                    continue;
+                }
+                let acked: u64 = redis::cmd("XACK")
+                    .arg(&key)
+                    .arg("g")
+                    .arg(&ids)
+                    .query_async(&mut rc)
+                    .await?;
+                done.fetch_add(acked, Relaxed);
+            }
+            Ok::<_, redis::RedisError>(())
+        }));
+    }
+    for r in readers {
+        r.await??;
     }
     producer.await??;
     let secs = start.elapsed().as_secs_f64();
+    let _: redis::RedisResult<()> = redis::cmd("DEL").arg(key).query_async(&mut c).await;
     Ok(n as f64 / secs)
 }
 
