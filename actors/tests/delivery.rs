@@ -1,5 +1,6 @@
-//! The engine's delivery semantics in one process, against a private Redis: retries
-//! with backoff, panics, dead letters with every field, per-group redelivery.
+//! The engine's delivery semantics in one process, against a private Redis, with the
+//! test catalog of `common` and no application type: retries with backoff, panics,
+//! dead letters with every field, per-group redelivery, handler timeouts, crash loops.
 
 #![allow(clippy::unwrap_used)]
 
@@ -11,7 +12,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
-use strategist::events::{self, system::SystemBenchPing};
 use strategist_actors::{
     BackoffStrategy, Engine, EngineConfig, Event, HandlerError, Health, Hooks, Pool, PoolOptions,
     RetryPolicy,
@@ -44,7 +44,7 @@ async fn start(r: &LocalRedis, pools: Vec<Pool>) -> Engine {
     Engine::start(
         client,
         shared,
-        Arc::new(events::catalog()),
+        Arc::new(catalog()),
         cfg,
         pools,
         Health::default(),
@@ -75,7 +75,7 @@ async fn retries_follow_each_backoff_strategy_and_then_succeed() {
         let attempts: Attempts = Arc::default();
         let seen = attempts.clone();
         let mut pool = Pool::new("retrier", options(3, strategy, 150));
-        pool.on(move |ev: Event<SystemBenchPing>| {
+        pool.on(move |ev: Event<TestPing>| {
             let n = record(&seen, ev.data.seq);
             async move {
                 if n < 3 {
@@ -87,12 +87,12 @@ async fn retries_follow_each_backoff_strategy_and_then_succeed() {
         });
         let engine = start(&r, vec![pool]).await;
         let mut c = conn(&r);
-        xadd_event(&mut c, "system.events", "system.bench.ping", &ping(1));
+        xadd_event(&mut c, STREAM, PING, &ping(1));
         eventually_async(
             Duration::from_secs(10),
             "third attempt ran and was acked",
             || {
-                group(&mut c, "system.events", "retrier").pending == 0
+                group(&mut c, STREAM, "retrier").pending == 0
                     && attempts.lock().unwrap().get(&1).map(Vec::len) == Some(3)
             },
         )
@@ -122,7 +122,7 @@ async fn a_panicking_handler_is_restarted_and_its_entry_delivered_again() {
     let calls = Arc::new(AtomicU32::new(0));
     let seen = calls.clone();
     let mut pool = Pool::new("panicky", options(3, BackoffStrategy::Fixed, 50));
-    pool.on(move |ev: Event<SystemBenchPing>| {
+    pool.on(move |ev: Event<TestPing>| {
         let n = seen.fetch_add(1, Ordering::SeqCst);
         async move {
             if ev.data.seq == 1 && n == 0 {
@@ -133,25 +133,19 @@ async fn a_panicking_handler_is_restarted_and_its_entry_delivered_again() {
     });
     let engine = start(&r, vec![pool]).await;
     let mut c = conn(&r);
-    xadd_event(&mut c, "system.events", "system.bench.ping", &ping(1));
+    xadd_event(&mut c, STREAM, PING, &ping(1));
     eventually_async(
         Duration::from_secs(10),
         "redelivered after the panic and acked",
-        || {
-            group(&mut c, "system.events", "panicky").pending == 0
-                && calls.load(Ordering::SeqCst) == 2
-        },
+        || group(&mut c, STREAM, "panicky").pending == 0 && calls.load(Ordering::SeqCst) == 2,
     )
     .await;
     // The one worker is alive again and takes new work.
-    xadd_event(&mut c, "system.events", "system.bench.ping", &ping(2));
+    xadd_event(&mut c, STREAM, PING, &ping(2));
     eventually_async(
         Duration::from_secs(10),
         "the restarted worker handles new work",
-        || {
-            calls.load(Ordering::SeqCst) == 3
-                && group(&mut c, "system.events", "panicky").pending == 0
-        },
+        || calls.load(Ordering::SeqCst) == 3 && group(&mut c, STREAM, "panicky").pending == 0,
     )
     .await;
     let stats = engine.routes()[0].stats.snapshot();
@@ -166,7 +160,7 @@ async fn a_panicking_handler_is_restarted_and_its_entry_delivered_again() {
 async fn exhausted_and_permanent_failures_are_dead_lettered_with_every_field() {
     let r = redis();
     let mut pool = Pool::new("doomed", options(2, BackoffStrategy::Fixed, 50));
-    pool.on(|ev: Event<SystemBenchPing>| async move {
+    pool.on(|ev: Event<TestPing>| async move {
         if ev.data.seq == 1 {
             Err(HandlerError::retryable("service down"))
         } else {
@@ -175,25 +169,25 @@ async fn exhausted_and_permanent_failures_are_dead_lettered_with_every_field() {
     });
     let engine = start(&r, vec![pool]).await;
     let mut c = conn(&r);
-    let retried_id = xadd_event(&mut c, "system.events", "system.bench.ping", &ping(1));
-    let permanent_id = xadd_event(&mut c, "system.events", "system.bench.ping", &ping(2));
+    let retried_id = xadd_event(&mut c, STREAM, PING, &ping(1));
+    let permanent_id = xadd_event(&mut c, STREAM, PING, &ping(2));
     eventually_async(
         Duration::from_secs(10),
         "both dead-lettered and acked",
         || {
-            entries(&mut c, "{system.events}.dlq").len() == 2
-                && group(&mut c, "system.events", "doomed").pending == 0
+            entries(&mut c, "{test.events}.dlq").len() == 2
+                && group(&mut c, STREAM, "doomed").pending == 0
         },
     )
     .await;
-    let dlq = entries(&mut c, "{system.events}.dlq");
+    let dlq = entries(&mut c, "{test.events}.dlq");
     let by_id = |id: &str| dlq.iter().find(|e| e["id"] == id).cloned().unwrap();
     let retried = by_id(&retried_id);
     assert_eq!(retried["dlq_reason"], "handler_failed");
     assert_eq!(retried["dlq_attempts"], "2");
     assert_eq!(retried["dlq_error"], "service down");
     assert_eq!(retried["dlq_group"], "doomed");
-    assert_eq!(retried["type"], "system.bench.ping", "original fields kept");
+    assert_eq!(retried["type"], PING, "original fields kept");
     assert!(retried["dlq_original_id"].contains('-'));
     assert!(chrono::DateTime::parse_from_rfc3339(&retried["dlq_at"]).is_ok());
     let permanent = by_id(&permanent_id);
@@ -203,7 +197,7 @@ async fn exhausted_and_permanent_failures_are_dead_lettered_with_every_field() {
     );
     assert_eq!(permanent["dlq_error"], "bad input");
     let retry_key_len: i64 = redis::cmd("ZCARD")
-        .arg("{system.events}.retry:doomed")
+        .arg("{test.events}.retry:doomed")
         .query(&mut c)
         .unwrap();
     assert_eq!(retry_key_len, 0, "no retry left scheduled");
@@ -217,7 +211,7 @@ async fn a_failure_is_retried_only_for_the_group_that_failed() {
     let ok = Arc::new(AtomicU32::new(0));
     let (f, o) = (fails.clone(), ok.clone());
     let mut failing = Pool::new("failing", options(3, BackoffStrategy::Fixed, 50));
-    failing.on(move |_: Event<SystemBenchPing>| {
+    failing.on(move |_: Event<TestPing>| {
         let n = f.fetch_add(1, Ordering::SeqCst);
         async move {
             if n == 0 {
@@ -228,20 +222,17 @@ async fn a_failure_is_retried_only_for_the_group_that_failed() {
         }
     });
     let mut fine = Pool::new("fine", options(3, BackoffStrategy::Fixed, 50));
-    fine.on(move |_: Event<SystemBenchPing>| {
+    fine.on(move |_: Event<TestPing>| {
         o.fetch_add(1, Ordering::SeqCst);
         async { Ok(()) }
     });
     let engine = start(&r, vec![failing, fine]).await;
     let mut c = conn(&r);
-    xadd_event(&mut c, "system.events", "system.bench.ping", &ping(1));
+    xadd_event(&mut c, STREAM, PING, &ping(1));
     eventually_async(
         Duration::from_secs(10),
         "the failing group succeeded on retry",
-        || {
-            fails.load(Ordering::SeqCst) == 2
-                && group(&mut c, "system.events", "failing").pending == 0
-        },
+        || fails.load(Ordering::SeqCst) == 2 && group(&mut c, STREAM, "failing").pending == 0,
     )
     .await;
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -255,18 +246,18 @@ async fn a_handler_past_its_timeout_is_cancelled_and_counted_as_a_failed_attempt
     let mut o = options(2, BackoffStrategy::Fixed, 50);
     o.handler_timeout_ms = 100;
     let mut pool = Pool::new("slow", o);
-    pool.on(|_: Event<SystemBenchPing>| async {
+    pool.on(|_: Event<TestPing>| async {
         tokio::time::sleep(Duration::from_secs(5)).await;
         Ok(())
     });
     let engine = start(&r, vec![pool]).await;
     let mut c = conn(&r);
-    xadd_event(&mut c, "system.events", "system.bench.ping", &ping(1));
+    xadd_event(&mut c, STREAM, PING, &ping(1));
     eventually_async(Duration::from_secs(10), "dead-lettered as timeout", || {
-        entries(&mut c, "{system.events}.dlq").len() == 1
+        entries(&mut c, "{test.events}.dlq").len() == 1
     })
     .await;
-    let dlq = entries(&mut c, "{system.events}.dlq");
+    let dlq = entries(&mut c, "{test.events}.dlq");
     assert_eq!(dlq[0]["dlq_reason"], "timeout");
     assert_eq!(dlq[0]["dlq_attempts"], "2");
     engine.stop();
@@ -282,7 +273,7 @@ async fn a_crash_loop_is_reported_and_paused_instead_of_spinning() {
     let mut pool = Pool::new("crashy", o);
     let calls = Arc::new(AtomicU32::new(0));
     let seen = calls.clone();
-    pool.on(move |_: Event<SystemBenchPing>| {
+    pool.on(move |_: Event<TestPing>| {
         seen.fetch_add(1, Ordering::SeqCst);
         async { panic!("always") }
     });
@@ -298,7 +289,7 @@ async fn a_crash_loop_is_reported_and_paused_instead_of_spinning() {
     let engine = Engine::start(
         client,
         shared,
-        Arc::new(events::catalog()),
+        Arc::new(catalog()),
         EngineConfig::for_this_process(),
         vec![pool],
         health.clone(),
@@ -307,7 +298,7 @@ async fn a_crash_loop_is_reported_and_paused_instead_of_spinning() {
     .await
     .unwrap();
     let mut c = conn(&r);
-    xadd_event(&mut c, "system.events", "system.bench.ping", &ping(1));
+    xadd_event(&mut c, STREAM, PING, &ping(1));
     eventually_async(Duration::from_secs(10), "crash loop reported", || {
         !loops.lock().unwrap().is_empty()
     })
