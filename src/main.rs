@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use strategist::cli::{bench, db, dlq, publish, schema, tail};
+use strategist::cli::{bench, db, dlq, load, publish, schema, tail};
 use strategist::config::Settings;
 use strategist_actors::DeadLetterFilter;
 
@@ -75,6 +75,29 @@ enum Command {
     Schema {
         #[command(subcommand)]
         command: SchemaCommand,
+    },
+    /// Drives a running system at a paced rate and reports whether every consumer
+    /// group keeps up (backlog per group, RSS of the serve process).
+    Load {
+        /// Events per second on each stream.
+        #[arg(long, default_value_t = 10_000)]
+        rate: u64,
+        /// How long, in seconds.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        /// Streams to load, comma-separated.
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "system.events,user.events"
+        )]
+        streams: Vec<String>,
+        /// Distinct users in the user.events load.
+        #[arg(long, default_value_t = 1000)]
+        users: u64,
+        /// The pid of the serve process whose memory to sample.
+        #[arg(long)]
+        pid: Option<u32>,
     },
     /// Measures throughput and latency against raw Redis.
     Bench {
@@ -287,6 +310,24 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let n = schema::export(&dir)?;
             eprintln!("wrote {n} files to {}", dir.display());
+            Ok(())
+        }
+        Command::Load {
+            rate,
+            seconds,
+            streams,
+            users,
+            pid,
+        } => {
+            let args = load::LoadArgs {
+                rate,
+                seconds,
+                streams,
+                users,
+                pid,
+            };
+            let report = load::run(&settings()?, args).await?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
             Ok(())
         }
         Command::Bench {

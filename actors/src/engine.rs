@@ -169,14 +169,15 @@ impl Engine {
                     .map(|i| {
                         let part = format!("worker:{stream}/{}/{i}", pool.name);
                         let (health, hooks) = (health.clone(), hooks.clone());
-                        let (max, window, cooldown) = (
+                        let (max, window, cooldown, concurrency) = (
                             o.max_restarts,
                             Duration::from_millis(o.restart_window_ms),
                             Duration::from_millis(o.restart_cooldown_ms),
+                            o.concurrency,
                         );
                         let arbiter = &arbiters[n % arbiters.len()];
                         Supervisor::start_in_arbiter(&arbiter.handle(), move |_| {
-                            Worker::new(part, max, window, cooldown, health, hooks)
+                            Worker::new(part, max, window, cooldown, health, hooks, concurrency)
                         })
                     })
                     .collect();

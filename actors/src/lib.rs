@@ -8,7 +8,8 @@
 //! # Layout
 //! - [`envelope`]: the event envelope and its flat wire fields.
 //! - [`catalog`]: event types, their streams, versions, payload checks, upcasters.
-//! - [`handler`]: handlers (plain async functions) and retryable/permanent errors.
+//! - [`handler`]: handlers (plain async functions) and retryable/permanent errors;
+//!   `batch`: [`Handler::batch`], handlers of many deliveries at once.
 //! - [`pool`]: a consumer group with its handlers and options.
 //! - [`retry`]: the retry policy (delay per attempt).
 //! - [`publisher`]: validated, idempotent publishing.
@@ -34,6 +35,7 @@
 #![warn(missing_docs)]
 
 pub mod auto_resolve;
+mod batch;
 pub mod budget;
 pub mod catalog;
 pub mod dead_letters;

@@ -32,9 +32,12 @@ pub enum StartFrom {
 pub struct PoolOptions {
     /// Worker actors per stream in this process.
     pub workers: usize,
-    /// Entries queued per worker beyond the one it runs, so a worker never idles
+    /// Handler calls one worker runs at once. 1 (the default) runs one at a time;
+    /// more suits handlers that mostly wait (a network call, a batch writer).
+    pub concurrency: usize,
+    /// Entries queued per worker beyond those it runs, so a worker never idles
     /// while its router waits on Redis. In-flight work per router is bounded by
-    /// `workers * (1 + prefetch)`.
+    /// `workers * (concurrency + prefetch)`.
     pub prefetch: usize,
     /// The most entries one `XREADGROUP` asks for.
     pub read_count: usize,
@@ -92,6 +95,7 @@ impl Default for PoolOptions {
     fn default() -> Self {
         PoolOptions {
             workers: 2,
+            concurrency: 1,
             prefetch: 16,
             read_count: 256,
             max_waiting: 1000,
@@ -118,6 +122,9 @@ impl PoolOptions {
         if self.workers == 0 {
             return Err("workers must be at least 1".into());
         }
+        if self.concurrency == 0 {
+            return Err("concurrency must be at least 1".into());
+        }
         if self.read_count == 0 {
             return Err("read_count must be at least 1".into());
         }
@@ -135,9 +142,9 @@ impl PoolOptions {
         Ok(())
     }
 
-    /// Entries one router may hold at once.
+    /// Entries one router may hold at once (running or queued at its workers).
     pub fn capacity(&self) -> usize {
-        self.workers * (1 + self.prefetch)
+        self.workers * (self.concurrency + self.prefetch)
     }
 
     pub(crate) fn ms(v: u64) -> Duration {

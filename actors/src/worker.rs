@@ -1,6 +1,11 @@
-//! The worker actor: runs one handler call at a time, with its timeout, and turns a
-//! panic into an outcome instead of a dead arbiter. A call can be cancelled from
-//! outside (its lease went to another consumer).
+//! The worker actor: runs handler calls with their timeout, and turns a panic into
+//! an outcome instead of a dead arbiter. A call can be cancelled from outside (its
+//! lease went to another consumer).
+//!
+//! With `concurrency` 1 (the default) a worker runs one call at a time and holds
+//! its mailbox meanwhile. With more, it runs up to that many calls at once, in the
+//! order they arrived (a fair semaphore): for handlers that mostly wait on the
+//! network or on a batch writer, where one call at a time leaves the worker idle.
 //!
 //! Invariants: a worker never acks anything (its router does, after the outcome);
 //! after a panic it stops itself so its `Supervisor` restarts it in place (the same
@@ -8,6 +13,7 @@
 //! reports a crash loop and pauses before taking more work.
 
 use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -36,6 +42,8 @@ pub(crate) struct Deliver {
 pub(crate) struct Worker {
     /// Its line on the health board.
     part: String,
+    /// Calls running at once, at most (`None`: one at a time, mailbox held).
+    slots: Option<Arc<tokio::sync::Semaphore>>,
     budget: RestartBudget,
     max_restarts: u32,
     cooldown: Duration,
@@ -51,9 +59,11 @@ impl Worker {
         cooldown: Duration,
         health: Health,
         hooks: Hooks,
+        concurrency: usize,
     ) -> Self {
         Worker {
             part,
+            slots: (concurrency > 1).then(|| Arc::new(tokio::sync::Semaphore::new(concurrency))),
             budget: RestartBudget::new(max_restarts, window),
             max_restarts,
             cooldown,
@@ -69,6 +79,14 @@ impl Actor for Worker {
 
 impl Supervised for Worker {
     fn restarting(&mut self, ctx: &mut Context<Self>) {
+        self.count_crash(ctx);
+    }
+}
+
+impl Worker {
+    /// Counts a crash against the restart budget; past it, reports a crash loop and
+    /// pauses the worker.
+    fn count_crash(&mut self, ctx: &mut Context<Self>) {
         if !self.budget.record() {
             return;
         }
@@ -93,41 +111,71 @@ impl Supervised for Worker {
 }
 
 impl actix::Handler<Deliver> for Worker {
-    type Result = AtomicResponse<Self, Outcome>;
+    type Result = ResponseFuture<Outcome>;
 
-    fn handle(&mut self, msg: Deliver, _ctx: &mut Context<Self>) -> Self::Result {
-        let Deliver {
-            span,
-            delivery,
-            handler,
-            timeout,
-            abort,
-        } = msg;
+    fn handle(&mut self, msg: Deliver, ctx: &mut Context<Self>) -> Self::Result {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let slots = self.slots.clone();
         let run = async move {
-            let call = || span.in_scope(|| handler.call(delivery));
-            let fut = match std::panic::catch_unwind(AssertUnwindSafe(call)) {
-                Ok(f) => f,
-                Err(p) => return Outcome::Panicked(panic_message(p.as_ref())),
+            // Held until the call ends: at most `concurrency` run at once.
+            let _permit = match &slots {
+                Some(s) => s.clone().acquire_owned().await.ok(),
+                None => None,
             };
-            let fut = tracing::Instrument::instrument(fut, span);
-            let guarded = Abortable::new(AssertUnwindSafe(fut).catch_unwind(), abort);
-            match tokio::time::timeout(timeout, guarded).await {
-                Err(_) => Outcome::TimedOut(timeout),
-                Ok(Err(_aborted)) => Outcome::Cancelled,
-                Ok(Ok(Err(p))) => Outcome::Panicked(panic_message(p.as_ref())),
-                Ok(Ok(Ok(Ok(())))) => Outcome::Done,
-                Ok(Ok(Ok(Err(e)))) => Outcome::Failed(e),
-            }
+            call(msg).await
         };
-        AtomicResponse::new(Box::pin(actix::fut::wrap_future(run).map(
-            |out, _act: &mut Self, ctx: &mut Context<Self>| {
-                if matches!(out, Outcome::Panicked(_)) {
-                    // Restarted by the supervisor with fresh state; see module docs.
-                    ctx.stop();
+        let concurrent = self.slots.is_some();
+        let done = actix::fut::wrap_future(run).map(
+            move |out: Outcome, act: &mut Self, ctx: &mut Context<Self>| {
+                let panicked = matches!(out, Outcome::Panicked(_));
+                let _ = tx.send(out);
+                if panicked {
+                    if concurrent {
+                        // Other calls are running: count the crash, keep them.
+                        act.count_crash(ctx);
+                    } else {
+                        // Restarted by the supervisor with fresh state.
+                        ctx.stop();
+                    }
                 }
-                out
             },
-        )))
+        );
+        if concurrent {
+            ctx.spawn(done);
+        } else {
+            // Holds the mailbox: one call at a time, the rest stay queued (and
+            // survive a restart of the worker).
+            ctx.wait(done);
+        }
+        Box::pin(async move {
+            rx.await
+                .unwrap_or_else(|_| Outcome::WorkerLost("the worker stopped".into()))
+        })
+    }
+}
+
+/// One handler call: panics caught, cancellable, within its timeout.
+async fn call(msg: Deliver) -> Outcome {
+    let Deliver {
+        span,
+        delivery,
+        handler,
+        timeout,
+        abort,
+    } = msg;
+    let call = || span.in_scope(|| handler.call(delivery));
+    let fut = match std::panic::catch_unwind(AssertUnwindSafe(call)) {
+        Ok(f) => f,
+        Err(p) => return Outcome::Panicked(panic_message(p.as_ref())),
+    };
+    let fut = tracing::Instrument::instrument(fut, span);
+    let guarded = Abortable::new(AssertUnwindSafe(fut).catch_unwind(), abort);
+    match tokio::time::timeout(timeout, guarded).await {
+        Err(_) => Outcome::TimedOut(timeout),
+        Ok(Err(_aborted)) => Outcome::Cancelled,
+        Ok(Ok(Err(p))) => Outcome::Panicked(panic_message(p.as_ref())),
+        Ok(Ok(Ok(Ok(())))) => Outcome::Done,
+        Ok(Ok(Ok(Err(e)))) => Outcome::Failed(e),
     }
 }
 

@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod db;
 pub mod dlq;
+pub mod load;
 pub mod publish;
 pub mod schema;
 pub mod tail;

@@ -204,47 +204,81 @@ impl Store {
         ev: &Envelope,
         entry_id: &str,
     ) -> Result<bool, StoreError> {
-        let Some(user_id) = user_of(ev) else {
-            return Ok(false);
-        };
+        let applied = self.apply_preferences_batch(&[(ev, entry_id)]).await?;
+        Ok(applied.first().copied().unwrap_or(false))
+    }
+
+    /// Applies a batch of events live, each once, in one transaction (one commit
+    /// for many events is what lets the projection keep up with a busy stream).
+    /// Returns, per event, whether it was applied now (false: applied before, or
+    /// not about a user).
+    ///
+    /// Users are locked in sorted order, so two processes applying batches of the
+    /// same users cannot deadlock on PostgreSQL; within a user, the row lock comes
+    /// before the markers, the same order as rebuild.
+    pub async fn apply_preferences_batch(
+        &self,
+        batch: &[(&Envelope, &str)],
+    ) -> Result<Vec<bool>, StoreError> {
+        let mut out = vec![false; batch.len()];
+        let mut by_user: std::collections::BTreeMap<String, Vec<usize>> = Default::default();
+        for (i, (ev, _)) in batch.iter().enumerate() {
+            if let Some(u) = user_of(ev) {
+                by_user.entry(u).or_default().push(i);
+            }
+        }
+        if by_user.is_empty() {
+            return Ok(out);
+        }
         let txn = self.begin_write().await?;
-        // Row lock first, then the marker: the same order as rebuild, so the two
-        // cannot deadlock on PostgreSQL.
-        let mut find = user_preferences::Entity::find_by_id(user_id.clone());
-        if self.locks_rows() {
-            // Another process may apply an event of the same user right now.
-            find = find.lock_exclusive();
+        let mut last = None;
+        for (user_id, idx) in &by_user {
+            let mut find = user_preferences::Entity::find_by_id(user_id.clone());
+            if self.locks_rows() {
+                // Another process may apply an event of the same user right now.
+                find = find.lock_exclusive();
+            }
+            let current = find.one(&txn).await?;
+            let mut state = current
+                .as_ref()
+                .map(PrefState::from_row)
+                .unwrap_or_default();
+            let mut history = Vec::new();
+            let mut changed = false;
+            for &i in idx {
+                let (ev, entry_id) = batch[i];
+                if mark_applied(&txn, vec![ev.id.to_string()]).await? == 0 {
+                    continue;
+                }
+                history.extend(state.apply(ev, entry_id));
+                out[i] = true;
+                changed = true;
+                last = Some(ev.id.to_string());
+            }
+            if changed {
+                save(&txn, user_id, &state, history, current.is_some()).await?;
+            }
         }
-        let current = find.one(&txn).await?;
-        let marked = mark_applied(&txn, vec![ev.id.to_string()]).await?;
-        if marked == 0 {
-            txn.commit().await?;
-            return Ok(false);
+        if let Some(last) = last {
+            let offset = projection_offset::ActiveModel {
+                projection: Set(PROJECTION.to_owned()),
+                last_event_id: Set(last),
+                updated_at_ms: Set(chrono::Utc::now().timestamp_millis()),
+            };
+            projection_offset::Entity::insert(offset)
+                .on_conflict(
+                    OnConflict::column(projection_offset::Column::Projection)
+                        .update_columns([
+                            projection_offset::Column::LastEventId,
+                            projection_offset::Column::UpdatedAtMs,
+                        ])
+                        .to_owned(),
+                )
+                .exec_without_returning(&txn)
+                .await?;
         }
-        let mut state = current
-            .as_ref()
-            .map(PrefState::from_row)
-            .unwrap_or_default();
-        let history = state.apply(ev, entry_id);
-        save(&txn, &user_id, &state, history, current.is_some()).await?;
-        let offset = projection_offset::ActiveModel {
-            projection: Set(PROJECTION.to_owned()),
-            last_event_id: Set(ev.id.to_string()),
-            updated_at_ms: Set(chrono::Utc::now().timestamp_millis()),
-        };
-        projection_offset::Entity::insert(offset)
-            .on_conflict(
-                OnConflict::column(projection_offset::Column::Projection)
-                    .update_columns([
-                        projection_offset::Column::LastEventId,
-                        projection_offset::Column::UpdatedAtMs,
-                    ])
-                    .to_owned(),
-            )
-            .exec_without_returning(&txn)
-            .await?;
         txn.commit().await?;
-        Ok(true)
+        Ok(out)
     }
 
     /// A user's current preferences.

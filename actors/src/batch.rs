@@ -1,0 +1,118 @@
+//! Batch handlers: a handler that takes many deliveries at once, for handlers that
+//! write to a database (one commit for hundreds of events is what lets an archive or
+//! a projection keep up with a busy stream).
+//!
+//! Each delivery still goes through the router on its own: it is leased, retried,
+//! dead-lettered and acked by itself (acks batch anyway), so a bad entry fails
+//! alone. Calls of the handler (from every worker of the pool, on any thread) are
+//! gathered by one writer task into batches of at most `max`, waiting at most
+//! `linger` for a batch to fill; each call waits for its own result. Give the pool
+//! `concurrency` of at least `max / workers`, or batches never fill.
+//!
+//! Invariants: the batch function returns one result per delivery, in order (a
+//! shorter or longer answer fails the whole batch, retryably); a panic in it fails
+//! that batch's deliveries retryably and the next call starts a new writer.
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use futures_util::FutureExt;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::handler::{Delivery, Handler, HandlerError};
+use crate::worker::panic_message;
+
+type Reply = oneshot::Sender<Result<(), HandlerError>>;
+/// The writer's inbox, made on first use and again if the writer died.
+type Inbox = Arc<Mutex<Option<mpsc::Sender<(Delivery, Reply)>>>>;
+
+impl Handler {
+    /// A handler of batches of deliveries: `f` gets up to `max` deliveries and
+    /// returns one result per delivery, in order.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use strategist_actors::{Delivery, Handler};
+    ///
+    /// let h = Handler::batch(500, Duration::from_millis(5), |batch: Vec<Delivery>| async move {
+    ///     // one INSERT of every event of the batch here
+    ///     batch.iter().map(|_| Ok(())).collect()
+    /// });
+    /// # let _ = h;
+    /// ```
+    pub fn batch<F, Fut>(max: usize, linger: Duration, f: F) -> Handler
+    where
+        F: Fn(Vec<Delivery>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Vec<Result<(), HandlerError>>> + 'static,
+    {
+        let f = Arc::new(f);
+        let max = max.max(1);
+        let writer: Inbox = Arc::default();
+        Handler::raw(move |d: Delivery| {
+            let tx = {
+                let mut w = writer.lock().unwrap_or_else(PoisonError::into_inner);
+                match w.as_ref() {
+                    Some(tx) if !tx.is_closed() => tx.clone(),
+                    _ => {
+                        // Started on the first caller's thread; it serves every thread.
+                        let (tx, rx) = mpsc::channel(max * 4);
+                        tokio::task::spawn_local(write_batches(rx, f.clone(), max, linger));
+                        *w = Some(tx.clone());
+                        tx
+                    }
+                }
+            };
+            async move {
+                let (done, wait) = oneshot::channel();
+                tx.send((d, done))
+                    .await
+                    .map_err(|_| HandlerError::retryable("the batch writer stopped"))?;
+                wait.await
+                    .unwrap_or_else(|_| Err(HandlerError::retryable("the batch writer stopped")))
+            }
+        })
+    }
+}
+
+async fn write_batches<F, Fut>(
+    mut rx: mpsc::Receiver<(Delivery, Reply)>,
+    f: Arc<F>,
+    max: usize,
+    linger: Duration,
+) where
+    F: Fn(Vec<Delivery>) -> Fut,
+    Fut: Future<Output = Vec<Result<(), HandlerError>>>,
+{
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        let deadline = tokio::time::Instant::now() + linger;
+        while batch.len() < max {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(job)) => batch.push(job),
+                _ => break,
+            }
+        }
+        let (deliveries, replies): (Vec<Delivery>, Vec<Reply>) = batch.into_iter().unzip();
+        let n = deliveries.len();
+        let results = match std::panic::catch_unwind(AssertUnwindSafe(|| f(deliveries))) {
+            Ok(fut) => AssertUnwindSafe(fut).catch_unwind().await,
+            Err(p) => Err(p),
+        };
+        let results = match results {
+            Ok(r) if r.len() == n => r,
+            Ok(r) => {
+                let e = format!("the batch handler answered {} results for {n}", r.len());
+                vec![Err(HandlerError::Retryable(e)); n]
+            }
+            Err(p) => {
+                let e = format!("the batch handler {}", panic_message(p.as_ref()));
+                vec![Err(HandlerError::Retryable(e)); n]
+            }
+        };
+        for (reply, r) in replies.into_iter().zip(results) {
+            let _ = reply.send(r);
+        }
+    }
+}

@@ -1,0 +1,132 @@
+//! The handler shapes for I/O-bound work: several calls per worker at once
+//! (`concurrency`) and batch handlers ([`Handler::batch`]) whose failures stay per
+//! entry.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::*;
+use strategist_actors::{
+    Delivery, Engine, EngineConfig, Event, Handler, HandlerError, Health, Hooks, Keys, Pool,
+    PoolOptions,
+};
+
+async fn start(r: &LocalRedis, pools: Vec<Pool>) -> Engine {
+    let client = redis::Client::open(r.url()).unwrap();
+    let shared = redis::aio::ConnectionManager::new(client.clone())
+        .await
+        .unwrap();
+    let mut cfg = EngineConfig::for_this_process();
+    cfg.arbiters = 2;
+    Engine::start(
+        client,
+        shared,
+        Arc::new(catalog()),
+        cfg,
+        pools,
+        Health::default(),
+        Hooks::default(),
+    )
+    .await
+    .unwrap()
+}
+
+fn options(workers: usize, concurrency: usize) -> PoolOptions {
+    PoolOptions {
+        workers,
+        concurrency,
+        block_ms: 100,
+        claim_interval_ms: 50,
+        ..PoolOptions::default()
+    }
+}
+
+#[actix_rt::test]
+async fn a_worker_runs_up_to_its_concurrency_at_once_and_no_more() {
+    let r = redis();
+    let running = Arc::new(AtomicUsize::new(0));
+    let most = Arc::new(AtomicUsize::new(0));
+    let done = Arc::new(AtomicUsize::new(0));
+    let (run, top, fin) = (running.clone(), most.clone(), done.clone());
+    let mut pool = Pool::new("waiters", options(1, 4));
+    pool.on(move |_ev: Event<TestPing>| {
+        let now = run.fetch_add(1, Ordering::SeqCst) + 1;
+        top.fetch_max(now, Ordering::SeqCst);
+        let (run, fin) = (run.clone(), fin.clone());
+        async move {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            run.fetch_sub(1, Ordering::SeqCst);
+            fin.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
+    });
+    let engine = start(&r, vec![pool]).await;
+    let mut c = conn(&r);
+    for i in 0..12 {
+        xadd_event(&mut c, STREAM, PING, &ping(i));
+    }
+    eventually_async(Duration::from_secs(10), "all twelve handled", || {
+        done.load(Ordering::SeqCst) == 12 && group(&mut c, STREAM, "waiters").pending == 0
+    })
+    .await;
+    assert_eq!(most.load(Ordering::SeqCst), 4, "one worker, concurrency 4");
+    engine.stop();
+}
+
+#[actix_rt::test]
+async fn a_batch_handler_gets_many_entries_at_once_and_a_bad_one_fails_alone() {
+    let r = redis();
+    let sizes = Arc::new(Mutex::new(Vec::<usize>::new()));
+    let seen = sizes.clone();
+    let handler = Handler::batch(
+        50,
+        Duration::from_millis(20),
+        move |batch: Vec<Delivery>| {
+            seen.lock().unwrap().push(batch.len());
+            async move {
+                batch
+                    .iter()
+                    .map(|d| {
+                        if d.envelope.data["seq"] == 13 {
+                            Err(HandlerError::permanent("seq 13 is bad"))
+                        } else {
+                            Ok(())
+                        }
+                    })
+                    .collect()
+            }
+        },
+    );
+    let mut pool = Pool::new("batcher", options(2, 50));
+    pool.handle(STREAM, PING, handler);
+    let mut c = conn(&r);
+    for i in 0..200 {
+        xadd_event(&mut c, STREAM, PING, &ping(i));
+    }
+    let engine = start(&r, vec![pool]).await;
+    eventually_async(Duration::from_secs(10), "every entry settled", || {
+        let g = group(&mut c, STREAM, "batcher");
+        g.pending == 0 && g.entries_read == 200
+    })
+    .await;
+    let sizes = sizes.lock().unwrap().clone();
+    assert_eq!(
+        sizes.iter().sum::<usize>(),
+        200,
+        "each entry once: {sizes:?}"
+    );
+    assert!(
+        sizes.iter().any(|n| *n > 1),
+        "never more than one entry per batch: {sizes:?}"
+    );
+    assert!(sizes.iter().all(|n| *n <= 50), "{sizes:?}");
+    let dlq = entries(&mut c, &Keys::default().dlq(STREAM));
+    assert_eq!(dlq.len(), 1, "only the bad entry is a dead letter");
+    assert_eq!(dlq[0]["dlq_error"], "seq 13 is bad");
+    engine.stop();
+}
