@@ -500,3 +500,42 @@ fn serve_stays_up_with_the_database_down_and_readyz_says_why() {
     // The archiver keeps it pending (to retry), not dead-lettered.
     assert!(entries(&mut c, "{contextual.events}.dlq").is_empty());
 }
+
+/// A batch applies each event once: a repeat inside the batch, or of an event a
+/// previous batch applied, changes nothing; users' fields take the newest write
+/// by stream order whatever the order inside the batch.
+#[tokio::test]
+async fn a_batch_of_preference_events_applies_each_once_and_newest_wins() {
+    for db in TestDb::both() {
+        let store = open(&db).await;
+        let ev = |user: &str, field: &str, value: u64| {
+            let mut e = Envelope::new(
+                "user.preferences.updated",
+                1,
+                serde_json::from_str(&pref_event(user, field, value)).unwrap(),
+            );
+            e.user_id = Some(user.to_owned());
+            e
+        };
+        let (a1, a2, b1) = (ev("a", "theme", 1), ev("a", "theme", 2), ev("b", "lang", 7));
+        let first = store
+            .apply_preferences_batch(&[(&a2, "20-0"), (&a1, "10-0"), (&b1, "11-0"), (&a1, "10-0")])
+            .await
+            .unwrap();
+        assert_eq!(first, vec![true, true, true, false], "{}", db.kind);
+        let again = store
+            .apply_preferences_batch(&[(&a1, "10-0"), (&b1, "11-0")])
+            .await
+            .unwrap();
+        assert_eq!(again, vec![false, false], "{}", db.kind);
+        let a = store.preferences("a").await.unwrap().unwrap();
+        let prefs: serde_json::Value = serde_json::from_str(&a.preferences).unwrap();
+        assert_eq!(
+            prefs["theme"], 2,
+            "the write with the later entry id wins ({})",
+            db.kind
+        );
+        assert_eq!(store.preference_history("a").await.unwrap().len(), 2);
+        assert!(store.preferences("b").await.unwrap().is_some());
+    }
+}

@@ -15,7 +15,8 @@ use std::collections::BTreeSet;
 
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect, Set,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set,
 };
 use serde_json::{Map, Value};
 use strategist_actors::Envelope;
@@ -157,14 +158,8 @@ async fn mark_applied<C: ConnectionTrait>(db: &C, ids: Vec<String>) -> Result<u6
         .await?)
 }
 
-async fn save<C: ConnectionTrait>(
-    db: &C,
-    user_id: &str,
-    s: &PrefState,
-    history: Vec<preference_history::Model>,
-    exists: bool,
-) -> Result<(), StoreError> {
-    let row = user_preferences::ActiveModel {
+fn row_of(user_id: &str, s: &PrefState) -> user_preferences::ActiveModel {
+    user_preferences::ActiveModel {
         user_id: Set(user_id.to_owned()),
         preferences: Set(Value::Object(s.prefs.clone()).to_string()),
         versions: Set(Value::Object(s.versions.clone()).to_string()),
@@ -172,29 +167,47 @@ async fn save<C: ConnectionTrait>(
         embedding_model_version: Set(s.embedding_version.clone()),
         last_event_id: Set(s.last_event_id.clone()),
         updated_at_ms: Set(s.updated_at_ms),
-    };
+    }
+}
+
+async fn insert_history<C: ConnectionTrait>(
+    db: &C,
+    history: Vec<preference_history::Model>,
+) -> Result<(), StoreError> {
+    if history.is_empty() {
+        return Ok(());
+    }
+    let rows = history
+        .into_iter()
+        .map(preference_history::ActiveModel::from);
+    preference_history::Entity::insert_many(rows)
+        .on_conflict(
+            OnConflict::columns([
+                preference_history::Column::EventId,
+                preference_history::Column::Field,
+            ])
+            .do_nothing()
+            .to_owned(),
+        )
+        .exec_without_returning(db)
+        .await?;
+    Ok(())
+}
+
+async fn save<C: ConnectionTrait>(
+    db: &C,
+    user_id: &str,
+    s: &PrefState,
+    history: Vec<preference_history::Model>,
+    exists: bool,
+) -> Result<(), StoreError> {
+    let row = row_of(user_id, s);
     if exists {
         row.update(db).await?;
     } else {
         row.insert(db).await?;
     }
-    if !history.is_empty() {
-        let rows = history
-            .into_iter()
-            .map(preference_history::ActiveModel::from);
-        preference_history::Entity::insert_many(rows)
-            .on_conflict(
-                OnConflict::columns([
-                    preference_history::Column::EventId,
-                    preference_history::Column::Field,
-                ])
-                .do_nothing()
-                .to_owned(),
-            )
-            .exec_without_returning(db)
-            .await?;
-    }
-    Ok(())
+    insert_history(db, history).await
 }
 
 impl Store {
@@ -204,18 +217,60 @@ impl Store {
         ev: &Envelope,
         entry_id: &str,
     ) -> Result<bool, StoreError> {
-        let applied = self.apply_preferences_batch(&[(ev, entry_id)]).await?;
-        Ok(applied.first().copied().unwrap_or(false))
+        let Some(user_id) = user_of(ev) else {
+            return Ok(false);
+        };
+        let txn = self.begin_write().await?;
+        // Row lock first, then the marker: the same order as rebuild, so the two
+        // cannot deadlock on PostgreSQL.
+        let mut find = user_preferences::Entity::find_by_id(user_id.clone());
+        if self.locks_rows() {
+            // Another process may apply an event of the same user right now.
+            find = find.lock_exclusive();
+        }
+        let current = find.one(&txn).await?;
+        let marked = mark_applied(&txn, vec![ev.id.to_string()]).await?;
+        if marked == 0 {
+            txn.commit().await?;
+            return Ok(false);
+        }
+        let mut state = current
+            .as_ref()
+            .map(PrefState::from_row)
+            .unwrap_or_default();
+        let history = state.apply(ev, entry_id);
+        save(&txn, &user_id, &state, history, current.is_some()).await?;
+        let offset = projection_offset::ActiveModel {
+            projection: Set(PROJECTION.to_owned()),
+            last_event_id: Set(ev.id.to_string()),
+            updated_at_ms: Set(chrono::Utc::now().timestamp_millis()),
+        };
+        projection_offset::Entity::insert(offset)
+            .on_conflict(
+                OnConflict::column(projection_offset::Column::Projection)
+                    .update_columns([
+                        projection_offset::Column::LastEventId,
+                        projection_offset::Column::UpdatedAtMs,
+                    ])
+                    .to_owned(),
+            )
+            .exec_without_returning(&txn)
+            .await?;
+        txn.commit().await?;
+        Ok(true)
     }
 
-    /// Applies a batch of events live, each once, in one transaction (one commit
-    /// for many events is what lets the projection keep up with a busy stream).
-    /// Returns, per event, whether it was applied now (false: applied before, or
-    /// not about a user).
+    /// Applies a batch of events live, each once, in one transaction and a fixed
+    /// number of round trips (one commit and about six statements for hundreds of
+    /// events is what lets the projection keep up with a busy stream; per event it
+    /// was four statements, each a round trip to the database thread, and on SQLite
+    /// the write lock was held meanwhile). Returns, per event, whether it was
+    /// applied now (false: applied before, or not about a user).
     ///
     /// Users are locked in sorted order, so two processes applying batches of the
-    /// same users cannot deadlock on PostgreSQL; within a user, the row lock comes
-    /// before the markers, the same order as rebuild.
+    /// same users cannot deadlock on PostgreSQL. If another process marked one of
+    /// these events between the read and the write, the batch fails (nothing is
+    /// applied) and the caller applies the events one at a time.
     pub async fn apply_preferences_batch(
         &self,
         batch: &[(&Envelope, &str)],
@@ -231,33 +286,90 @@ impl Store {
             return Ok(out);
         }
         let txn = self.begin_write().await?;
+        // 1. The users' rows, locked, in sorted order.
+        let mut find = user_preferences::Entity::find()
+            .filter(user_preferences::Column::UserId.is_in(by_user.keys().cloned()))
+            .order_by_asc(user_preferences::Column::UserId);
+        if self.locks_rows() {
+            find = find.lock_exclusive();
+        }
+        let rows: std::collections::HashMap<String, user_preferences::Model> = find
+            .all(&txn)
+            .await?
+            .into_iter()
+            .map(|m| (m.user_id.clone(), m))
+            .collect();
+        // 2. Which events were applied before.
+        let ids: Vec<String> = by_user
+            .values()
+            .flatten()
+            .map(|&i| batch[i].0.id.to_string())
+            .collect();
+        let done: BTreeSet<String> = projection_applied::Entity::find()
+            .select_only()
+            .column(projection_applied::Column::EventId)
+            .filter(projection_applied::Column::Projection.eq(PROJECTION))
+            .filter(projection_applied::Column::EventId.is_in(ids))
+            .into_tuple::<String>()
+            .all(&txn)
+            .await?
+            .into_iter()
+            .collect();
+        // 3. Apply in memory.
+        let mut fresh_marks = Vec::new();
+        let mut upserts = Vec::new();
+        let mut history = Vec::new();
         let mut last = None;
         for (user_id, idx) in &by_user {
-            let mut find = user_preferences::Entity::find_by_id(user_id.clone());
-            if self.locks_rows() {
-                // Another process may apply an event of the same user right now.
-                find = find.lock_exclusive();
-            }
-            let current = find.one(&txn).await?;
-            let mut state = current
-                .as_ref()
+            let mut state = rows
+                .get(user_id)
                 .map(PrefState::from_row)
                 .unwrap_or_default();
-            let mut history = Vec::new();
             let mut changed = false;
             for &i in idx {
                 let (ev, entry_id) = batch[i];
-                if mark_applied(&txn, vec![ev.id.to_string()]).await? == 0 {
+                let id = ev.id.to_string();
+                if done.contains(&id) || fresh_marks.contains(&id) {
                     continue;
                 }
                 history.extend(state.apply(ev, entry_id));
+                fresh_marks.push(id.clone());
                 out[i] = true;
                 changed = true;
-                last = Some(ev.id.to_string());
+                last = Some(id);
             }
             if changed {
-                save(&txn, user_id, &state, history, current.is_some()).await?;
+                upserts.push(row_of(user_id, &state));
             }
+        }
+        // 4. Write: markers (all new, or someone else got there first), rows,
+        //    history, offset.
+        let expected = fresh_marks.len() as u64;
+        if mark_applied(&txn, fresh_marks).await? != expected {
+            txn.rollback().await?;
+            return Err(StoreError::Conflict(
+                "an event of the batch was applied meanwhile".into(),
+            ));
+        }
+        if !upserts.is_empty() {
+            user_preferences::Entity::insert_many(upserts)
+                .on_conflict(
+                    OnConflict::column(user_preferences::Column::UserId)
+                        .update_columns([
+                            user_preferences::Column::Preferences,
+                            user_preferences::Column::Versions,
+                            user_preferences::Column::EmbeddingModel,
+                            user_preferences::Column::EmbeddingModelVersion,
+                            user_preferences::Column::LastEventId,
+                            user_preferences::Column::UpdatedAtMs,
+                        ])
+                        .to_owned(),
+                )
+                .exec_without_returning(&txn)
+                .await?;
+        }
+        for chunk in history.chunks(1000) {
+            insert_history(&txn, chunk.to_vec()).await?;
         }
         if let Some(last) = last {
             let offset = projection_offset::ActiveModel {
