@@ -7,14 +7,92 @@
 //! as a new entry, so its attempts start from one; it also counts the times in the
 //! field `reprocessed`. Purging removes it and records what was removed in
 //! `{<stream>}.dlq.audit`. Each of these is one atomic step.
+//!
+//! This file is the dead-letter contract in one place: the reasons
+//! ([`DeadLetterReason`], parsed at the edge), the `dlq_*` fields written
+//! (`letter_fields`, the encoder) beside the ones read (`to_entry`, the decoder).
 
 use std::collections::BTreeMap;
+use std::fmt;
 
 use redis::aio::ConnectionManager;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
+use crate::envelope::Envelope;
 use crate::keys::Keys;
 use crate::redis_io::{self, REDELIVER};
+
+/// Why an entry went to the dead letters: the contract's `dlq_reason` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeadLetterReason {
+    /// The handler failed on its last attempt, or failed permanently.
+    HandlerFailed,
+    /// The entry is not a valid event (missing field, bad JSON, payload off schema).
+    InvalidEvent,
+    /// The event's version has no upcaster to the current one.
+    UnknownVersion,
+    /// The entry was delivered more often than allowed.
+    MaxDeliveries,
+    /// The handler panicked on its last attempt.
+    Panicked,
+    /// The handler ran past its timeout on its last attempt.
+    Timeout,
+}
+
+impl DeadLetterReason {
+    /// The wire value (`handler_failed`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeadLetterReason::HandlerFailed => "handler_failed",
+            DeadLetterReason::InvalidEvent => "invalid_event",
+            DeadLetterReason::UnknownVersion => "unknown_version",
+            DeadLetterReason::MaxDeliveries => "max_deliveries",
+            DeadLetterReason::Panicked => "panicked",
+            DeadLetterReason::Timeout => "timeout",
+        }
+    }
+
+    /// Parses a wire value.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "handler_failed" => DeadLetterReason::HandlerFailed,
+            "invalid_event" => DeadLetterReason::InvalidEvent,
+            "unknown_version" => DeadLetterReason::UnknownVersion,
+            "max_deliveries" => DeadLetterReason::MaxDeliveries,
+            "panicked" => DeadLetterReason::Panicked,
+            "timeout" => DeadLetterReason::Timeout,
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for DeadLetterReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An entry that has just been moved to a dead-letter stream.
+#[derive(Debug, Clone)]
+pub struct DeadLetter {
+    /// The stream it came from (without prefix).
+    pub stream: String,
+    /// The group that gave up on it.
+    pub group: String,
+    /// Its id in the original stream.
+    pub original_id: String,
+    /// Its id in the dead-letter stream.
+    pub dlq_id: String,
+    /// Why.
+    pub reason: DeadLetterReason,
+    /// The last error, readable.
+    pub error: String,
+    /// Deliveries it had.
+    pub attempts: u32,
+    /// The event, when the entry decoded as one.
+    pub envelope: Option<Envelope>,
+}
 
 /// One dead letter as the admin sees it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -351,7 +429,7 @@ fn gone_is_fine(r: Result<(), DeadLetterError>) -> Result<bool, DeadLetterError>
 /// The contract's `dlq_*` fields of a new dead letter (the encoder; [`to_entry`]
 /// below is the decoder).
 pub(crate) fn letter_fields(
-    reason: crate::hooks::DeadLetterReason,
+    reason: DeadLetterReason,
     error: &str,
     group: &str,
     attempts: u32,

@@ -19,11 +19,11 @@ use crate::group::{GroupBackend, GroupKeys, Source};
 use crate::health::Health;
 use crate::hooks::Hooks;
 use crate::keys::Keys;
-use crate::leases::{LeaseKeeper, LeaseTable, Leases, RouterSlot};
+use crate::leases::{LeaseKeeper, LeaseTable, Leases, LostSink};
 use crate::pool::{Pool, StartFrom};
 use crate::router::{Crash, Drain, Route};
 use crate::stats::RouteStats;
-use crate::watchdog::{RouterSpec, Watchdog};
+use crate::watchdog::{RouterSlot, RouterSpec, Watchdog};
 use crate::worker::Worker;
 
 /// Process-wide settings of the engine.
@@ -213,17 +213,19 @@ impl Engine {
                     health: health.clone(),
                     arbiter: arbiters[n % arbiters.len()].handle(),
                 };
-                let slot: RouterSlot = Arc::new(Mutex::new(spec.start()));
+                let addr = spec.start();
+                let lost: LostSink = Arc::new(Mutex::new(addr.clone().recipient()));
+                let slot: RouterSlot = Arc::new(Mutex::new(addr));
                 let o = &pool.options;
                 tables.push(LeaseTable {
                     backend,
                     leases,
-                    router: slot.clone(),
+                    router: lost.clone(),
                     min_age: Duration::from_millis(o.claim_idle_ms / 4),
                     every: Duration::from_millis((o.claim_idle_ms / 8).max(10)),
                     part: route.part.clone(),
                 });
-                specs.push((spec, slot));
+                specs.push((spec, slot, lost));
                 n += 1;
             }
         }
@@ -234,7 +236,7 @@ impl Engine {
         Supervisor::start_in_arbiter(&upkeep.handle(), move |_| {
             LeaseKeeper::new(keeper_client, tables)
         });
-        let routers = specs.iter().map(|(_, slot)| slot.clone()).collect();
+        let routers = specs.iter().map(|(_, slot, _)| slot.clone()).collect();
         let watched = specs;
         Watchdog::start_in_arbiter(&upkeep.handle(), move |_| Watchdog {
             routers: watched,

@@ -2,85 +2,34 @@
 //! an entry dead-lettered, a worker in a crash loop. The engine calls them
 //! synchronously from its actors, so a hook must return at once (spawn any I/O).
 
-use std::fmt;
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
-
-use crate::envelope::Envelope;
+pub use crate::dead_letters::{DeadLetter, DeadLetterReason};
 use crate::handler::Delivery;
-use crate::retention::RetentionReport;
 
-/// Why an entry went to the dead letters: the contract's `dlq_reason` values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DeadLetterReason {
-    /// The handler failed on its last attempt, or failed permanently.
-    HandlerFailed,
-    /// The entry is not a valid event (missing field, bad JSON, payload off schema).
-    InvalidEvent,
-    /// The event's version has no upcaster to the current one.
-    UnknownVersion,
-    /// The entry was delivered more often than allowed.
-    MaxDeliveries,
-    /// The handler panicked on its last attempt.
-    Panicked,
-    /// The handler ran past its timeout on its last attempt.
-    Timeout,
-}
-
-impl DeadLetterReason {
-    /// The wire value (`handler_failed`, ...).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DeadLetterReason::HandlerFailed => "handler_failed",
-            DeadLetterReason::InvalidEvent => "invalid_event",
-            DeadLetterReason::UnknownVersion => "unknown_version",
-            DeadLetterReason::MaxDeliveries => "max_deliveries",
-            DeadLetterReason::Panicked => "panicked",
-            DeadLetterReason::Timeout => "timeout",
-        }
-    }
-
-    /// Parses a wire value.
-    pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "handler_failed" => DeadLetterReason::HandlerFailed,
-            "invalid_event" => DeadLetterReason::InvalidEvent,
-            "unknown_version" => DeadLetterReason::UnknownVersion,
-            "max_deliveries" => DeadLetterReason::MaxDeliveries,
-            "panicked" => DeadLetterReason::Panicked,
-            "timeout" => DeadLetterReason::Timeout,
-            _ => return None,
-        })
-    }
-}
-
-impl fmt::Display for DeadLetterReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// An entry that has just been moved to a dead-letter stream.
-#[derive(Debug, Clone)]
-pub struct DeadLetter {
-    /// The stream it came from (without prefix).
-    pub stream: String,
-    /// The group that gave up on it.
-    pub group: String,
-    /// Its id in the original stream.
-    pub original_id: String,
-    /// Its id in the dead-letter stream.
-    pub dlq_id: String,
-    /// Why.
-    pub reason: DeadLetterReason,
-    /// The last error, readable.
-    pub error: String,
-    /// Deliveries it had.
-    pub attempts: u32,
-    /// The event, when the entry decoded as one.
-    pub envelope: Option<Envelope>,
+/// Something the keeper found worth telling.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RetentionReport {
+    /// A group has not read or acked entries that retention would remove.
+    Lagging {
+        /// The stream.
+        stream: String,
+        /// The group.
+        group: String,
+        /// The oldest entry the group still needs.
+        needed_id: String,
+        /// Entries the group has not read yet (-1 when Redis cannot tell).
+        lag: i64,
+    },
+    /// The hard cap removed entries some groups had not finished.
+    ForcedTrim {
+        /// The stream.
+        stream: String,
+        /// Entries removed by the cap.
+        removed: u64,
+        /// Groups that lost entries they had not finished.
+        groups: Vec<String>,
+    },
 }
 
 type DeadLetterHook = Arc<dyn Fn(&DeadLetter) + Send + Sync>;

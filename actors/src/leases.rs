@@ -18,7 +18,6 @@ use actix::prelude::*;
 use redis::aio::ConnectionManager;
 
 use crate::group::GroupBackend;
-use crate::router::{LeaseLost, Router};
 
 /// What one router holds: entry id -> (source, since when).
 #[derive(Default)]
@@ -62,14 +61,21 @@ impl Leases {
     }
 }
 
-/// The router a lease table reports to; replaced when a dead router is restarted.
-pub(crate) type RouterSlot = Arc<Mutex<Addr<Router>>>;
+/// Entries whose lease another consumer took: their router cancels and forgets
+/// them.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct LeaseLost(pub(crate) Vec<String>);
+
+/// Where a lease table reports lost leases (its router); replaced when a dead
+/// router is started again.
+pub(crate) type LostSink = Arc<Mutex<Recipient<LeaseLost>>>;
 
 /// One router's leases, as the keeper sees them.
 pub(crate) struct LeaseTable {
     pub(crate) backend: GroupBackend,
     pub(crate) leases: Arc<Leases>,
-    pub(crate) router: RouterSlot,
+    pub(crate) router: LostSink,
     /// Refresh entries held at least this long...
     pub(crate) min_age: Duration,
     /// ...this often.

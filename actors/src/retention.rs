@@ -24,6 +24,7 @@ use redis::aio::ConnectionManager;
 
 use crate::envelope::now_millis;
 use crate::hooks::Hooks;
+pub use crate::hooks::RetentionReport;
 use crate::keys::Keys;
 use crate::redis_io::text;
 use crate::stats::RouteStats;
@@ -42,31 +43,6 @@ pub struct StreamRetention {
     pub max_age_ms: u64,
     /// Never more entries than this, whoever lags (0: no cap).
     pub hard_cap: u64,
-}
-
-/// Something the keeper found worth telling.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RetentionReport {
-    /// A group has not read or acked entries that retention would remove.
-    Lagging {
-        /// The stream.
-        stream: String,
-        /// The group.
-        group: String,
-        /// The oldest entry the group still needs.
-        needed_id: String,
-        /// Entries the group has not read yet (-1 when Redis cannot tell).
-        lag: i64,
-    },
-    /// The hard cap removed entries some groups had not finished.
-    ForcedTrim {
-        /// The stream.
-        stream: String,
-        /// Entries removed by the cap.
-        removed: u64,
-        /// Groups that lost entries they had not finished.
-        groups: Vec<String>,
-    },
 }
 
 /// Counters of the keeper.

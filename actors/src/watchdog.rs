@@ -8,14 +8,14 @@
 //! `system.error.critical`), and it is logged. What the dead router held is still
 //! pending in Redis and is claimed again once its leases lapse.
 
-use std::sync::{Arc, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use actix::prelude::*;
 
 use crate::group::GroupBackend;
 use crate::health::Health;
-use crate::leases::{Leases, RouterSlot};
+use crate::leases::{Leases, LostSink};
 use crate::router::{Route, Router};
 use crate::worker::Worker;
 
@@ -40,14 +40,17 @@ impl RouterSpec {
     }
 }
 
+/// A running router's address; replaced when it is started again.
+pub(crate) type RouterSlot = Arc<Mutex<Addr<Router>>>;
+
 pub(crate) struct Watchdog {
-    pub(crate) routers: Vec<(RouterSpec, RouterSlot)>,
+    pub(crate) routers: Vec<(RouterSpec, RouterSlot, LostSink)>,
     pub(crate) every: Duration,
 }
 
 impl Watchdog {
     fn check(&mut self) {
-        for (spec, slot) in &self.routers {
+        for (spec, slot, lost) in &self.routers {
             let mut addr = slot.lock().unwrap_or_else(PoisonError::into_inner);
             if addr.connected() {
                 continue;
@@ -63,6 +66,7 @@ impl Watchdog {
             }
             spec.leases.clear();
             *addr = spec.start();
+            *lost.lock().unwrap_or_else(PoisonError::into_inner) = addr.clone().recipient();
         }
     }
 }

@@ -50,7 +50,7 @@ use crate::group::GroupBackend;
 use crate::handler::{Delivery, Handler};
 use crate::health::Health;
 use crate::hooks::{DeadLetterReason, Hooks};
-use crate::leases::Leases;
+use crate::leases::{LeaseLost, Leases};
 use crate::pool::PoolOptions;
 use crate::redis_io::Entry;
 use crate::stats::RouteStats;
@@ -608,11 +608,6 @@ impl actix::Handler<Crash> for Router {
         panic!("fault injected into {}", self.route.part);
     }
 }
-
-/// Entries whose lease another consumer took: cancel and forget them.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub(crate) struct LeaseLost(pub(crate) Vec<String>);
 
 impl actix::Handler<LeaseLost> for Router {
     type Result = ();

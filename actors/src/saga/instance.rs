@@ -16,12 +16,17 @@ use actix::prelude::*;
 
 use super::definition::SagaDefinition;
 use super::machine::{self, Input};
-use super::manager::{Finished, SagaManager};
 use super::pause::{Side, pause_at};
 use super::state::{SagaState, SagaStore, SagaStoreError};
 use crate::envelope::{Envelope, now_millis};
 use crate::handler::HandlerError;
 use crate::publisher::{PublishError, Publisher};
+
+/// An instance finished: its manager forgets it. Sent to whoever owns the
+/// instance (a recipient, so the instance does not name its manager).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Finished(pub(crate) String);
 
 /// What a saga needs to act: its store, and a publisher that de-duplicates by
 /// event id (the manager sets its window; the process default may be off).
@@ -42,7 +47,7 @@ pub struct SagaInstance {
     /// Its last saved state.
     state: SagaState,
     /// Told when the saga ends, so it forgets this actor.
-    manager: Option<Addr<SagaManager>>,
+    manager: Option<Recipient<Finished>>,
 }
 
 impl SagaInstance {
@@ -50,7 +55,7 @@ impl SagaInstance {
         def: Arc<SagaDefinition>,
         io: Io,
         state: SagaState,
-        manager: Option<Addr<SagaManager>>,
+        manager: Option<Recipient<Finished>>,
     ) -> Self {
         SagaInstance {
             def,

@@ -16,7 +16,7 @@ use actix::prelude::*;
 use futures_util::future::BoxFuture;
 
 use super::definition::SagaDefinition;
-use super::instance::{Deliver, Io, SagaInstance, Wake};
+use super::instance::{Deliver, Finished, Io, SagaInstance, Wake};
 use super::state::SagaState;
 use crate::envelope::{Envelope, now_millis};
 use crate::handler::HandlerError;
@@ -98,7 +98,8 @@ impl SagaManager {
         if let Some(a) = self.instances.get(&id).filter(|a| a.connected()) {
             return a.clone();
         }
-        let (def, io, manager) = (self.def.clone(), self.io.clone(), self.me.clone());
+        let manager = self.me.clone().map(Addr::recipient);
+        let (def, io) = (self.def.clone(), self.io.clone());
         let addr = Supervisor::start(move |_| SagaInstance::new(def, io, state, manager));
         self.instances.insert(id, addr.clone());
         addr
@@ -174,11 +175,6 @@ impl Actor for SagaManager {
         ctx.run_interval(self.options.sweep_interval, |act, ctx| act.sweep(ctx));
     }
 }
-
-/// An instance finished: forget it.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub(crate) struct Finished(pub(crate) String);
 
 impl actix::Handler<Finished> for SagaManager {
     type Result = ();
