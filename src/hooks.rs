@@ -5,18 +5,12 @@
 //! Hooks are called from actor threads and must return at once, so each publish is
 //! spawned. Events about people carry personal data: nothing here logs payloads.
 
-use actix::Addr;
-use strategist_actors::auto_resolve::Arrived;
-use strategist_actors::{AutoResolver, Hooks, Publisher, RetentionReport};
+use strategist_actors::{Hooks, Publisher, RetentionReport};
 
 use crate::events::system::{SystemErrorCritical, SystemPerformanceDegraded};
 
 /// The hooks of `serve`.
-pub fn build(
-    publisher: Publisher,
-    resolver: Addr<AutoResolver>,
-    critical_types: Vec<String>,
-) -> Hooks {
+pub fn build(publisher: Publisher, critical_types: Vec<String>) -> Hooks {
     let (p1, p2, p4) = (publisher.clone(), publisher.clone(), publisher.clone());
     let p3 = publisher;
     Hooks::default()
@@ -25,8 +19,6 @@ pub fn build(
                 stream = %d.stream, group = %d.group, entry = %d.original_id,
                 reason = %d.reason, attempts = d.attempts, "dead letter"
             );
-            // Auto-resolution rules without a delay act on it now.
-            resolver.do_send(Arrived(format!("{}:{}", d.stream, d.dlq_id)));
             let event_type = d.envelope.as_ref().map(|e| e.event_type.clone());
             let critical = event_type
                 .as_deref()

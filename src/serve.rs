@@ -9,11 +9,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix::Actor;
 use anyhow::Context as _;
 use strategist_actors::{
-    AutoResolver, DeadLetters, Engine, EngineConfig, Health, Keys, Publisher, RetentionKeeper,
-    RetentionStats, StreamRetention,
+    DeadLetters, Engine, EngineConfig, Health, Keys, Publisher, StreamRetention,
 };
 
 use crate::config::Settings;
@@ -42,14 +40,7 @@ pub async fn run(settings: Settings, dev: bool) -> anyhow::Result<()> {
     let streams: Vec<String> = events::streams::ALL.iter().map(|s| s.to_string()).collect();
     let dead_letters = DeadLetters::new(shared.clone(), keys.clone(), streams.clone());
     let d = &settings.dead_letters;
-    let resolver = AutoResolver::new(
-        dead_letters,
-        d.rules.clone(),
-        catalog.clone(),
-        Duration::from_millis(d.auto_resolve_interval_ms),
-    )
-    .start();
-    let hooks = hooks::build(publisher.clone(), resolver, d.critical_types.clone())
+    let hooks = hooks::build(publisher.clone(), d.critical_types.clone())
         .with_span(telemetry::handler_span);
     let retention: Vec<StreamRetention> = streams
         .iter()
@@ -63,16 +54,6 @@ pub async fn run(settings: Settings, dev: bool) -> anyhow::Result<()> {
             }
         })
         .collect();
-    let _keeper = RetentionKeeper::new(
-        shared.clone(),
-        keys.clone(),
-        retention,
-        Duration::from_millis(settings.retention.interval_ms),
-        Duration::from_millis(settings.retention.report_interval_ms),
-        hooks.clone(),
-        Arc::new(RetentionStats::default()),
-    )
-    .start();
 
     let health = Health::default();
     let db = Db::open(&settings.database.url, &health).await?;
@@ -90,33 +71,39 @@ pub async fn run(settings: Settings, dev: bool) -> anyhow::Result<()> {
         .sagas
         .get(file_processing::NAME)
         .context("[sagas.file-processing] is missing from the configuration")?;
-    let (_saga_manager, saga_pool) = strategist_actors::saga::start(
-        file_processing::definition(
-            Duration::from_millis(saga.step_timeout_ms),
-            saga.step_retries,
-        ),
-        Arc::new(db.clone()),
-        publisher.clone(),
-        settings.pool(file_processing::NAME)?.0,
-    );
-    pools.push(saga_pool);
     let mut config = EngineConfig::for_this_process();
     config.keys = keys;
     config.dlq_maxlen = settings.engine.dlq_maxlen;
     if settings.engine.arbiters > 0 {
         config.arbiters = settings.engine.arbiters;
     }
-    let engine = Engine::start(
-        client,
-        shared.clone(),
-        catalog,
-        config,
-        pools,
-        health.clone(),
-        hooks,
-    )
-    .await
-    .context("starting the worker pools")?;
+    let engine = Engine::builder(client, shared.clone(), catalog)
+        .config(config)
+        .pools(pools)
+        .saga(
+            file_processing::definition(
+                Duration::from_millis(saga.step_timeout_ms),
+                saga.step_retries,
+            ),
+            Arc::new(db.clone()),
+            publisher.clone(),
+            settings.pool(file_processing::NAME)?.0,
+        )
+        .retention(
+            retention,
+            Duration::from_millis(settings.retention.interval_ms),
+            Duration::from_millis(settings.retention.report_interval_ms),
+        )
+        .auto_resolve(
+            dead_letters,
+            d.rules.clone(),
+            Duration::from_millis(d.auto_resolve_interval_ms),
+        )
+        .health(health.clone())
+        .hooks(hooks)
+        .start()
+        .await
+        .context("starting the worker pools")?;
     let (addr, server) = http::start(
         &settings.http.addr,
         http::AppState {

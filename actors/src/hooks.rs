@@ -35,6 +35,7 @@ pub enum RetentionReport {
 type DeadLetterHook = Arc<dyn Fn(&DeadLetter) + Send + Sync>;
 type CrashLoopHook = Arc<dyn Fn(&str, u32) + Send + Sync>;
 type RetentionHook = Arc<dyn Fn(&RetentionReport) + Send + Sync>;
+type Resolver = actix::Recipient<crate::auto_resolve::Arrived>;
 type RouterDiedHook = Arc<dyn Fn(&str) + Send + Sync>;
 type SpanHook = Arc<dyn Fn(&Delivery, &str) -> tracing::Span + Send + Sync>;
 
@@ -46,6 +47,8 @@ pub struct Hooks {
     on_retention: Option<RetentionHook>,
     on_router_died: Option<RouterDiedHook>,
     span: Option<SpanHook>,
+    /// The auto-resolution rules, told of each dead letter (wired by the builder).
+    resolver: Option<Resolver>,
 }
 
 impl Hooks {
@@ -106,7 +109,19 @@ impl Hooks {
         }
     }
 
+    pub(crate) fn with_resolver(mut self, r: Resolver) -> Self {
+        self.resolver = Some(r);
+        self
+    }
+
     pub(crate) fn dead_letter(&self, d: &DeadLetter) {
+        if let Some(r) = &self.resolver {
+            // Rules without a delay act on it now.
+            r.do_send(crate::auto_resolve::Arrived(format!(
+                "{}:{}",
+                d.stream, d.dlq_id
+            )));
+        }
         if let Some(f) = &self.on_dead_letter {
             f(d);
         }

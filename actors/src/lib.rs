@@ -15,7 +15,9 @@
 //! - [`publisher`]: validated, idempotent publishing.
 //! - [`retention`]: trimming that never cuts an unread entry.
 //! - [`dead_letters`]: list, show, reprocess, purge dead letters.
-//! - [`engine`]: starts routers and workers under supervisors; drains them.
+//! - [`engine`]: starts routers and workers under supervisors; drains them;
+//!   [`EngineBuilder`] (`Engine::builder`) declares pools, sagas, retention and
+//!   auto-resolution and starts them all, wired together.
 //! - `router` (a folder: read loop, ordering keys, acks, failures, upkeep),
 //!   `worker`: the actors (private); `group`: the Redis calls of one consumer group
 //!   and their scripts, the seam for other backends; `dispose`: the pure decision
@@ -37,6 +39,7 @@
 pub mod auto_resolve;
 mod batch;
 pub mod budget;
+mod builder;
 pub mod catalog;
 pub mod dead_letters;
 mod dispose;
@@ -61,6 +64,7 @@ mod worker;
 
 pub use auto_resolve::{AutoResolver, ResolutionAction, ResolutionRule};
 pub use budget::RestartBudget;
+pub use builder::EngineBuilder;
 pub use catalog::{Catalog, CheckError, EventType};
 pub use dead_letters::{DeadLetterEntry, DeadLetterError, DeadLetterFilter, DeadLetters};
 pub use engine::{Engine, EngineConfig, EngineError, RouteInfo};
