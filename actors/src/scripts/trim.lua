@@ -105,8 +105,9 @@ if ARGV[5] == '1' then
   if want then
     removed = removed + redis.call('XTRIM', key, 'MINID', want, 'ACKED')
     note_laggards(want)
-  elseif by_length and safe and redis.call('XLEN', key) > by_length + 1000 then
-    -- Entries not yet acked kept the stream long: the oldest need holds it back.
+  elseif by_length and safe and redis.call('XLEN', key) > by_length then
+    -- Entries not yet acked kept the stream longer than maxlen (the trim is
+    -- exact): the group with the oldest need holds it back.
     note_laggards(after(safe))
   end
 elseif want then
