@@ -472,3 +472,81 @@ fn a_consumer_that_never_read_is_retired() {
         || !consumers(&mut c).contains(&"ghost".to_string()),
     );
 }
+
+/// An entry waiting behind its ordering key whose lease another consumer takes
+/// is let go: the key is not released early (the holder still runs), and when
+/// its turn comes the key passes on instead of waiting for it.
+#[actix_rt::test]
+async fn a_waiting_entry_lost_to_another_consumer_does_not_block_its_key() {
+    let r = redis();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let mut types = std::collections::BTreeMap::new();
+    types.insert(
+        "system.bench.ping".to_string(),
+        TypeOptions {
+            ordering_key: Some("pad".into()),
+            ..TypeOptions::default()
+        },
+    );
+    let mut pool = Pool::new(
+        "keyed",
+        PoolOptions {
+            types,
+            // Two workers: an entry released too early would run beside the first.
+            workers: 2,
+            claim_idle_ms: 2000,
+            ..quick_options()
+        },
+    );
+    pool.on(move |ev: Event<SystemBenchPing>| {
+        log.lock().unwrap().push(ev.data.seq);
+        let slow = ev.data.seq == 0;
+        let log = log.clone();
+        async move {
+            if slow {
+                tokio::time::sleep(Duration::from_millis(2500)).await;
+                // 100: the first entry is done with its key.
+                log.lock().unwrap().push(100);
+            }
+            Ok(())
+        }
+    });
+    let engine = start(&r, vec![pool], Hooks::default(), Health::default()).await;
+    let mut c = conn(&r);
+    for seq in 0..4 {
+        let data = format!(r#"{{"seq":{seq},"sent_at_us":0,"pad":"one-user"}}"#);
+        xadd_event(&mut c, "system.events", "system.bench.ping", &data);
+    }
+    eventually_async(Duration::from_secs(5), "the first entry runs", || {
+        seen.lock().unwrap().len() == 1
+    })
+    .await;
+    // Another consumer takes the third entry (waiting behind the first and the
+    // second) and keeps its lease.
+    let third = pending(&mut c, "system.events", "keyed")[2].0.clone();
+    for _ in 0..6 {
+        let _: Vec<String> = redis::cmd("XCLAIM")
+            .arg("system.events")
+            .arg("keyed")
+            .arg("thief")
+            .arg(0)
+            .arg(&third)
+            .arg("JUSTID")
+            .query(&mut c)
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    eventually_async(Duration::from_secs(8), "the fourth entry ran", || {
+        seen.lock().unwrap().contains(&3)
+    })
+    .await;
+    let order = seen.lock().unwrap().clone();
+    assert_eq!(
+        order,
+        vec![0, 100, 1, 3],
+        "in key order, one at a time, without the entry another consumer took"
+    );
+    assert_eq!(engine.routes()[0].stats.snapshot().leases_lost, 1);
+    engine.stop();
+}

@@ -454,10 +454,15 @@ impl Router {
         Some(f)
     }
 
-    /// The entry holding `key` is done with it: the next waiting entry runs.
+    /// The entry holding `key` is done with it: the next waiting entry runs. A
+    /// waiting entry let go meanwhile (its lease went to another consumer) is
+    /// skipped, or the key would wait for it for ever.
     fn release_key(&mut self, key: &str, ctx: &mut Context<Self>) {
-        if let Some((_, next)) = self.keys.release(key) {
-            self.run(next, ctx);
+        while let Some((id, next)) = self.keys.release(key) {
+            if self.in_flight.contains_key(&id) {
+                self.run(next, ctx);
+                return;
+            }
         }
     }
 

@@ -86,7 +86,10 @@ impl Router {
                 abort.abort();
             }
             tracing::warn!(router = %self.route.part, entry = %id, "lease lost; handler cancelled, the new owner runs the entry");
-            if let Some(k) = &f.ordering_key {
+            // Only a running entry holds its key. A waiting one stays in its key's
+            // queue and is skipped when its turn comes (release_key); releasing
+            // here would start the next entry beside the one that holds the key.
+            if let (Some(k), Some(_)) = (&f.ordering_key, &f.running) {
                 self.release_key(k, ctx);
             }
         }
