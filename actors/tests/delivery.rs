@@ -34,26 +34,6 @@ fn options(max_attempts: u32, strategy: BackoffStrategy, base_ms: u64) -> PoolOp
     }
 }
 
-async fn start(r: &LocalRedis, pools: Vec<Pool>) -> Engine {
-    let client = redis::Client::open(r.url()).unwrap();
-    let shared = redis::aio::ConnectionManager::new(client.clone())
-        .await
-        .unwrap();
-    let mut cfg = EngineConfig::for_this_process();
-    cfg.arbiters = 2;
-    Engine::start(
-        client,
-        shared,
-        Arc::new(catalog()),
-        cfg,
-        pools,
-        Health::default(),
-        Hooks::default(),
-    )
-    .await
-    .unwrap()
-}
-
 /// Records when each attempt of each event happened.
 type Attempts = Arc<Mutex<HashMap<u64, Vec<Instant>>>>;
 

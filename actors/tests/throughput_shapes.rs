@@ -11,30 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
-use strategist_actors::{
-    Delivery, Engine, EngineConfig, Event, Handler, HandlerError, Health, Hooks, Keys, Pool,
-    PoolOptions,
-};
-
-async fn start(r: &LocalRedis, pools: Vec<Pool>) -> Engine {
-    let client = redis::Client::open(r.url()).unwrap();
-    let shared = redis::aio::ConnectionManager::new(client.clone())
-        .await
-        .unwrap();
-    let mut cfg = EngineConfig::for_this_process();
-    cfg.arbiters = 2;
-    Engine::start(
-        client,
-        shared,
-        Arc::new(catalog()),
-        cfg,
-        pools,
-        Health::default(),
-        Hooks::default(),
-    )
-    .await
-    .unwrap()
-}
+use strategist_actors::{Delivery, Event, Handler, HandlerError, Keys, Pool, PoolOptions};
 
 fn options(workers: usize, concurrency: usize) -> PoolOptions {
     PoolOptions {

@@ -194,6 +194,27 @@ async fn insert_history<C: ConnectionTrait>(
     Ok(())
 }
 
+/// Records the last event the projection applied.
+async fn save_offset<C: ConnectionTrait>(db: &C, last_event_id: String) -> Result<(), StoreError> {
+    let offset = projection_offset::ActiveModel {
+        projection: Set(PROJECTION.to_owned()),
+        last_event_id: Set(last_event_id),
+        updated_at_ms: Set(chrono::Utc::now().timestamp_millis()),
+    };
+    projection_offset::Entity::insert(offset)
+        .on_conflict(
+            OnConflict::column(projection_offset::Column::Projection)
+                .update_columns([
+                    projection_offset::Column::LastEventId,
+                    projection_offset::Column::UpdatedAtMs,
+                ])
+                .to_owned(),
+        )
+        .exec_without_returning(db)
+        .await?;
+    Ok(())
+}
+
 async fn save<C: ConnectionTrait>(
     db: &C,
     user_id: &str,
@@ -240,22 +261,7 @@ impl Store {
             .unwrap_or_default();
         let history = state.apply(ev, entry_id);
         save(&txn, &user_id, &state, history, current.is_some()).await?;
-        let offset = projection_offset::ActiveModel {
-            projection: Set(PROJECTION.to_owned()),
-            last_event_id: Set(ev.id.to_string()),
-            updated_at_ms: Set(chrono::Utc::now().timestamp_millis()),
-        };
-        projection_offset::Entity::insert(offset)
-            .on_conflict(
-                OnConflict::column(projection_offset::Column::Projection)
-                    .update_columns([
-                        projection_offset::Column::LastEventId,
-                        projection_offset::Column::UpdatedAtMs,
-                    ])
-                    .to_owned(),
-            )
-            .exec_without_returning(&txn)
-            .await?;
+        save_offset(&txn, ev.id.to_string()).await?;
         txn.commit().await?;
         Ok(true)
     }
@@ -372,22 +378,7 @@ impl Store {
             insert_history(&txn, chunk.to_vec()).await?;
         }
         if let Some(last) = last {
-            let offset = projection_offset::ActiveModel {
-                projection: Set(PROJECTION.to_owned()),
-                last_event_id: Set(last),
-                updated_at_ms: Set(chrono::Utc::now().timestamp_millis()),
-            };
-            projection_offset::Entity::insert(offset)
-                .on_conflict(
-                    OnConflict::column(projection_offset::Column::Projection)
-                        .update_columns([
-                            projection_offset::Column::LastEventId,
-                            projection_offset::Column::UpdatedAtMs,
-                        ])
-                        .to_owned(),
-                )
-                .exec_without_returning(&txn)
-                .await?;
+            save_offset(&txn, last).await?;
         }
         txn.commit().await?;
         Ok(out)

@@ -246,3 +246,27 @@ pub fn entries(
         })
         .collect()
 }
+
+/// Starts an engine on `r` with the test catalog, two arbiters, default hooks.
+pub async fn start(
+    r: &LocalRedis,
+    pools: Vec<strategist_actors::Pool>,
+) -> strategist_actors::Engine {
+    let client = redis::Client::open(r.url()).unwrap();
+    let shared = redis::aio::ConnectionManager::new(client.clone())
+        .await
+        .unwrap();
+    let mut cfg = strategist_actors::EngineConfig::for_this_process();
+    cfg.arbiters = 2;
+    strategist_actors::Engine::start(
+        client,
+        shared,
+        std::sync::Arc::new(catalog()),
+        cfg,
+        pools,
+        strategist_actors::Health::default(),
+        strategist_actors::Hooks::default(),
+    )
+    .await
+    .unwrap()
+}
