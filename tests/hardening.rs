@@ -518,9 +518,11 @@ async fn a_waiting_entry_lost_to_another_consumer_does_not_block_its_key() {
         let data = format!(r#"{{"seq":{seq},"sent_at_us":0,"pad":"one-user"}}"#);
         xadd_event(&mut c, "system.events", "system.bench.ping", &data);
     }
-    eventually_async(Duration::from_secs(5), "the first entry runs", || {
-        seen.lock().unwrap().len() == 1
-    })
+    eventually_async(
+        Duration::from_secs(5),
+        "the first entry runs, all four read",
+        || seen.lock().unwrap().len() == 1 && pending(&mut c, "system.events", "keyed").len() == 4,
+    )
     .await;
     // Another consumer takes the third entry (waiting behind the first and the
     // second) and keeps its lease.
