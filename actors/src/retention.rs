@@ -130,7 +130,6 @@ impl RetentionKeeper {
                     .arg(age_cut)
                     .arg(s.maxlen)
                     .arg(s.hard_cap)
-                    .arg(0)
                     .arg(acked)
                     .arg("0");
                 (s.stream.clone(), inv)
@@ -142,15 +141,22 @@ impl RetentionKeeper {
             let mut out = Vec::new();
             let mut spent = 0;
             for (stream, inv) in calls {
-                out.push((stream.clone(), inv.invoke_async::<Value>(&mut conn).await));
-                // Each group's redelivery stream: what the group finished is dead
-                // weight there, whatever the main stream's limits.
-                let groups = group_names(&mut conn, &keys.stream(&stream)).await;
+                let res = inv.invoke_async::<Value>(&mut conn).await;
+                // Each group's redelivery stream (the trim reply names the groups):
+                // what the group finished is dead weight there, whatever the main
+                // stream's limits.
+                let groups: Vec<String> = match &res {
+                    Ok(Value::Array(parts)) => match parts.get(4) {
+                        Some(Value::Array(names)) => names.iter().filter_map(text).collect(),
+                        _ => Vec::new(),
+                    },
+                    _ => Vec::new(),
+                };
+                out.push((stream.clone(), res));
                 for g in groups {
                     let mut inv = TRIM.prepare_invoke();
                     inv.key(keys.redeliver(&stream, &g))
                         .arg("")
-                        .arg(0)
                         .arg(0)
                         .arg(0)
                         .arg(acked)
@@ -232,32 +238,6 @@ impl RetentionKeeper {
             });
         }
     }
-}
-
-/// The consumer groups of `stream` (none when it does not exist or Redis fails:
-/// this tick then skips the redelivery streams).
-async fn group_names(conn: &mut ConnectionManager, stream: &str) -> Vec<String> {
-    let Ok(Value::Array(groups)) = redis::cmd("XINFO")
-        .arg("GROUPS")
-        .arg(stream)
-        .query_async::<Value>(conn)
-        .await
-    else {
-        return Vec::new();
-    };
-    groups
-        .into_iter()
-        .filter_map(|g| {
-            let flat: Vec<Value> = match g {
-                Value::Array(a) => a,
-                Value::Map(m) => m.into_iter().flat_map(|(k, v)| [k, v]).collect(),
-                _ => return None,
-            };
-            flat.chunks(2)
-                .find(|kv| text(&kv[0]).as_deref() == Some("name"))
-                .and_then(|kv| kv.get(1).and_then(text))
-        })
-        .collect()
 }
 
 impl Actor for RetentionKeeper {

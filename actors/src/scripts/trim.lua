@@ -6,16 +6,17 @@
 --
 -- KEYS[1] stream
 -- ARGV[1] age cut: keep entries with id >= this ('' for no age limit)
--- ARGV[2] maxlen (0: none), ARGV[3] hard cap (0: none), ARGV[4] unused, ARGV[5] '1' when the server has XTRIM ... ACKED
--- (Redis 8.2+): then Redis itself keeps every entry some group has not acked, and
+-- ARGV[2] maxlen (0: none), ARGV[3] hard cap (0: none), ARGV[4] '1' when the
+-- server has XTRIM ... ACKED (Redis 8.2+): then Redis itself keeps every entry some group has not acked, and
 -- the acked entries behind a lagging group's oldest one are freed too.
--- ARGV[6] '1' to remove everything every group has finished (a redelivery stream,
+-- ARGV[5] '1' to remove everything every group has finished (a redelivery stream,
 -- which holds nothing worth keeping once handled).
--- Returns {removed, forced, {group, needed id, lag, ...}, {group cut off, ...}}:
--- the groups listed third held trimming back; those listed fourth lost unread
--- entries to the hard cap.
+-- Returns {removed, forced, {group, needed id, lag, ...}, {group cut off, ...},
+-- {group, ...}}: the groups listed third held trimming back; those listed fourth
+-- lost unread entries to the hard cap; the fifth list names every group (whose
+-- redelivery streams the caller trims next, without asking Redis again).
 local key = KEYS[1]
-if redis.call('EXISTS', key) == 0 then return {0, 0, {}, {}} end
+if redis.call('EXISTS', key) == 0 then return {0, 0, {}, {}, {}} end
 
 local function parse(id)
   local ms, seq = string.match(id, '^(%d+)-(%d+)$')
@@ -40,10 +41,12 @@ local last = s['last-generated-id']
 -- What each group still needs: its oldest pending entry, or else its first unread
 -- (the entry after its last-delivered id).
 local needs = {}
+local names = {}
 local safe = nil
 for _, g in ipairs(redis.call('XINFO', 'GROUPS', key)) do
   local f = {}
   for i = 1, #g, 2 do f[g[i]] = g[i + 1] end
+  table.insert(names, f['name'])
   local need = nil
   local p = redis.call('XPENDING', key, f['name'])
   if p[1] > 0 then
@@ -60,11 +63,11 @@ end
 -- Where retention wants to cut (keep ids >= want).
 local want = nil
 if ARGV[1] ~= '' then want = ARGV[1] end
-if ARGV[6] == '1' then want = after(last) end
+if ARGV[5] == '1' then want = after(last) end
 local maxlen = tonumber(ARGV[2])
 local by_length = nil
 if maxlen > 0 and len > maxlen then
-  if ARGV[5] == '1' then
+  if ARGV[4] == '1' then
     by_length = maxlen
   else
     -- The id at a position is unknown without reading entries. A small excess is
@@ -98,7 +101,7 @@ local function note_laggards(cut)
     end
   end
 end
-if ARGV[5] == '1' then
+if ARGV[4] == '1' then
   if by_length then
     removed = removed + redis.call('XTRIM', key, 'MAXLEN', by_length, 'ACKED')
   end
@@ -131,4 +134,4 @@ if cap > 0 and redis.call('XLEN', key) > cap then
     end
   end
 end
-return {removed, forced, laggards, cut_off}
+return {removed, forced, laggards, cut_off, names}
