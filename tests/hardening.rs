@@ -552,3 +552,65 @@ async fn a_waiting_entry_lost_to_another_consumer_does_not_block_its_key() {
     assert_eq!(engine.routes()[0].stats.snapshot().leases_lost, 1);
     engine.stop();
 }
+
+/// A group's redelivery stream loses what the group has finished (it was never
+/// trimmed: every reprocessed dead letter stayed there for ever).
+#[actix_rt::test]
+async fn retention_trims_what_a_group_finished_from_its_redelivery_stream() {
+    use actix::Actor;
+    use strategist_actors::{RetentionKeeper, RetentionStats, StreamRetention};
+    let r = redis();
+    let mut c = conn(&r);
+    let keys = Keys::default();
+    let back = keys.redeliver("system.events", "probe");
+    for (key, from) in [("system.events", "$"), (back.as_str(), "0")] {
+        let _: () = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(key)
+            .arg("probe")
+            .arg(from)
+            .arg("MKSTREAM")
+            .query(&mut c)
+            .unwrap();
+    }
+    for i in 0..5 {
+        xadd_event(&mut c, &back, "system.bench.ping", &ping(i));
+    }
+    let read = read_group(&mut c, &back, "probe", 5);
+    // Four finished, one still pending: that one must stay.
+    let _: i64 = redis::cmd("XACK")
+        .arg(&back)
+        .arg("probe")
+        .arg(&read[..4])
+        .query(&mut c)
+        .unwrap();
+    let client = redis::Client::open(r.url()).unwrap();
+    let conn_m = redis::aio::ConnectionManager::new(client).await.unwrap();
+    let _keeper = RetentionKeeper::new(
+        conn_m,
+        keys.clone(),
+        vec![StreamRetention {
+            stream: "system.events".into(),
+            maxlen: 0,
+            max_age_ms: 0,
+            hard_cap: 0,
+        }],
+        Duration::from_millis(50),
+        Duration::from_secs(3600),
+        Hooks::default(),
+        Arc::new(RetentionStats::default()),
+    )
+    .start();
+    eventually_async(
+        Duration::from_secs(5),
+        "the finished entries trimmed",
+        || {
+            let len: u64 = redis::cmd("XLEN").arg(&back).query(&mut c).unwrap();
+            len == 1
+        },
+    )
+    .await;
+    let left = entries(&mut c, &back);
+    assert_eq!(left.len(), 1);
+    assert_eq!(group(&mut c, &back, "probe").pending, 1);
+}
