@@ -119,6 +119,12 @@ pub async fn run(settings: &Settings, args: LoadArgs) -> anyhow::Result<LoadRepo
         if elapsed >= next_sample {
             next_sample += Duration::from_secs(1);
             let now = sample(&conn, &keys, &args.streams).await?;
+            // Nobody reads: a report would say "kept up" about no one.
+            anyhow::ensure!(
+                !now.is_empty(),
+                "no consumer group reads {}: is `strategist serve` running on this Redis and prefix?",
+                args.streams.join(", ")
+            );
             let rss = args.pid.and_then(rss_kib);
             if let Some(r) = rss {
                 max_rss = Some(max_rss.map_or(r, |m| m.max(r)));
