@@ -614,3 +614,74 @@ async fn retention_trims_what_a_group_finished_from_its_redelivery_stream() {
     assert_eq!(left.len(), 1);
     assert_eq!(group(&mut c, &back, "probe").pending, 1);
 }
+
+/// The auto-resolution sweep sees every dead letter, not only the oldest 10,000.
+#[actix_rt::test]
+async fn the_auto_resolution_sweep_reaches_dead_letters_past_the_first_ten_thousand() {
+    use actix::Actor;
+    use strategist_actors::{AutoResolver, DeadLetters, ResolutionAction, ResolutionRule};
+    let r = redis();
+    let mut c = conn(&r);
+    let dlq = Keys::default().dlq("system.events");
+    let letter = |pipe: &mut redis::Pipeline, group: &str| {
+        pipe.cmd("XADD")
+            .arg(&dlq)
+            .arg("*")
+            .arg("type")
+            .arg("system.bench.ping")
+            .arg("data")
+            .arg("{}")
+            .arg("dlq_reason")
+            .arg("handler_failed")
+            .arg("dlq_error")
+            .arg("x")
+            .arg("dlq_group")
+            .arg(group)
+            .arg("dlq_attempts")
+            .arg(1)
+            .arg("dlq_original_id")
+            .arg("1-0")
+            .arg("dlq_at")
+            .arg("2026-11-30T00:00:00.000Z")
+            .ignore();
+    };
+    let mut pipe = redis::pipe();
+    for _ in 0..10_050 {
+        letter(&mut pipe, "others");
+    }
+    letter(&mut pipe, "target");
+    pipe.query::<()>(&mut c).unwrap();
+    let rule = ResolutionRule {
+        name: "drop-target".into(),
+        match_reason: None,
+        match_type: None,
+        match_group: Some("target".into()),
+        match_error: None,
+        action: ResolutionAction::Drop,
+        delay_ms: 0,
+        max_reprocess: 0,
+    };
+    let client = redis::Client::open(r.url()).unwrap();
+    let conn_m = redis::aio::ConnectionManager::new(client).await.unwrap();
+    let dl = DeadLetters::new(conn_m, Keys::default(), vec!["system.events".into()]);
+    let _resolver = AutoResolver::new(
+        dl,
+        vec![rule],
+        Arc::new(events::catalog()),
+        Duration::from_millis(200),
+    )
+    .start();
+    eventually_async(
+        Duration::from_secs(15),
+        "the newest dead letter dropped",
+        || {
+            let len: u64 = redis::cmd("XLEN").arg(&dlq).query(&mut c).unwrap();
+            len == 10_050
+        },
+    )
+    .await;
+    assert_eq!(
+        entries(&mut c, &Keys::default().audit("system.events")).len(),
+        1
+    );
+}
