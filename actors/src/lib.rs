@@ -13,6 +13,7 @@
 //! - [`pool`]: a consumer group with its handlers and options.
 //! - [`retry`]: the retry policy (delay per attempt).
 //! - [`publisher`]: validated, idempotent publishing.
+//! - [`request`]: request-response: [`Replies`], one reply listener per process.
 //! - [`retention`]: trimming that never cuts an unread entry.
 //! - [`dead_letters`]: list, show, reprocess, purge dead letters.
 //! - [`engine`]: starts routers and workers under supervisors; drains them;
@@ -54,6 +55,7 @@ mod leases;
 pub mod pool;
 pub mod publisher;
 pub mod redis_io;
+pub mod request;
 pub mod retention;
 pub mod retry;
 mod router;
@@ -75,6 +77,7 @@ pub use hooks::{DeadLetter, DeadLetterReason, Hooks};
 pub use keys::Keys;
 pub use pool::{Pool, PoolOptions, StartFrom, TypeOptions};
 pub use publisher::{PublishError, Published, Publisher};
+pub use request::{PendingReply, Replies, RequestError};
 pub use retention::{RetentionKeeper, RetentionReport, RetentionStats, StreamRetention};
 pub use retry::{BackoffStrategy, RetryPolicy};
 pub use saga::{

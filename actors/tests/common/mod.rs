@@ -30,10 +30,25 @@ impl EventType for TestPing {
     const STREAM: &'static str = STREAM;
 }
 
+/// The type name of [`TestPong`].
+pub const PONG: &str = "test.pong";
+
+/// `test.pong` on `test.events`: the reply to a `test.ping` in request-response tests.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TestPong {
+    pub seq: u64,
+}
+
+impl EventType for TestPong {
+    const TYPE: &'static str = PONG;
+    const STREAM: &'static str = STREAM;
+}
+
 /// The test catalog: every type the engine's tests publish or handle.
 pub fn catalog() -> Catalog {
     let mut c = Catalog::new();
     c.register::<TestPing>();
+    c.register::<TestPong>();
     c
 }
 
