@@ -50,6 +50,8 @@ pub struct Settings {
     pub http: HttpSettings,
     /// Token signing.
     pub auth: AuthSettings,
+    /// AI providers, prices and prompt templates.
+    pub ai: AiSettings,
     /// Graceful shutdown.
     pub shutdown: ShutdownSettings,
     /// Engine-wide settings.
@@ -93,6 +95,98 @@ pub struct DatabaseSettings {
 pub struct HttpSettings {
     /// Listen address.
     pub addr: String,
+    /// Server worker threads.
+    pub workers: usize,
+    /// Largest JSON body accepted.
+    pub max_json_bytes: usize,
+    /// Origins allowed by CORS; empty turns CORS off.
+    pub cors_origins: Vec<String>,
+    /// Generation and consultation requests per user per minute (0: no limit).
+    pub generation_per_minute: u32,
+    /// Burst of the same limit.
+    pub generation_burst: u32,
+}
+
+/// `[ai]`
+#[derive(Debug, Clone, Deserialize)]
+pub struct AiSettings {
+    /// Provider used when a request names none (or `default`).
+    pub default_provider: String,
+    /// How long a request waits for its answer unless it says (`timeout_ms`).
+    pub default_timeout_ms: u64,
+    /// The longest `timeout_ms` a request may ask for.
+    pub max_timeout_ms: u64,
+    /// Largest `max_tokens` a request may ask for.
+    pub max_tokens_cap: u32,
+    /// The HTTP providers by name.
+    #[serde(default)]
+    pub providers: BTreeMap<String, ProviderSettings>,
+    /// USD per million tokens by model.
+    #[serde(default)]
+    pub prices: BTreeMap<String, Price>,
+    /// Prompt templates by name.
+    #[serde(default)]
+    pub templates: BTreeMap<String, TemplateSettings>,
+}
+
+/// `[ai.providers.<name>]`
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderSettings {
+    /// `openai` (any OpenAI-compatible chat-completions server) or `anthropic`.
+    pub kind: String,
+    /// The API's base URL.
+    pub base_url: String,
+    /// The model asked for.
+    pub model: String,
+    /// The environment variable holding the key (read at start; never logged).
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    /// Per call.
+    #[serde(default = "default_provider_timeout")]
+    pub timeout_ms: u64,
+    /// Tries after the first on 429/5xx/timeouts, inside one handler call.
+    #[serde(default = "default_provider_retries")]
+    pub max_retries: u32,
+}
+
+fn default_provider_timeout() -> u64 {
+    60_000
+}
+fn default_provider_retries() -> u32 {
+    3
+}
+
+impl std::fmt::Debug for ProviderSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProviderSettings")
+            .field("kind", &self.kind)
+            .field("base_url", &self.base_url)
+            .field("model", &self.model)
+            .field("api_key_env", &self.api_key_env)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `[ai.prices."<model>"]`: USD per million tokens.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Price {
+    /// Per million tokens read.
+    pub input: f64,
+    /// Per million tokens written.
+    pub output: f64,
+}
+
+/// `[ai.templates.<name>]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TemplateSettings {
+    /// What it is for.
+    #[serde(default)]
+    pub description: String,
+    /// The text, with `{{variable}}` placeholders.
+    pub text: String,
 }
 
 /// `[auth]`

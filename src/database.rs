@@ -30,6 +30,13 @@ impl Db {
             .ok_or_else(|| HandlerError::retryable("the database is not available yet"))
     }
 
+    /// The store, or the HTTP API's 503 while it is not open.
+    pub fn http(&self) -> Result<&Store, crate::http::ApiError> {
+        self.0
+            .get()
+            .ok_or_else(|| crate::http::ApiError::unavailable("the database is not available yet"))
+    }
+
     /// The store if open.
     pub fn try_get(&self) -> Option<&Store> {
         self.0.get()

@@ -4,6 +4,8 @@
 //! configuration and the command line, on top of the engine in `strategist-actors`.
 //!
 //! # Layout
+//! - [`ai`]: providers, templates and the content-generator's handlers.
+//! - [`auth`]: bearer tokens (HS256 JWT).
 //! - [`events`]: every event type as a typed payload, one file per stream.
 //! - [`pools`]: which consumer group handles which types.
 //! - [`archiver`]: the group that writes every event into the event store.
@@ -13,14 +15,16 @@
 //! - [`config`]: settings from `config/default.toml`, a file and the environment.
 //! - [`serve`]: `strategist serve`, start-up and graceful shutdown.
 //! - [`hooks`]: what the application publishes when the engine decides alone.
-//! - [`http`]: the HTTP server.
+//! - [`http`]: the HTTP API (one file per resource) and its OpenAPI document.
 //! - [`cli`]: the other subcommands (publish, tail, schema, bench).
 //! - [`redis_conn`]: the shared Redis connection with clear errors.
 //! - [`local_redis`]: a private `redis-server` for the benchmark and tests.
 //! - [`store`]: the database: event store, projections (sea-orm, SQLite or PostgreSQL).
 //! - [`telemetry`]: logging set-up.
 
+pub mod ai;
 pub mod archiver;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod database;

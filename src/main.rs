@@ -66,6 +66,18 @@ enum Command {
     },
     /// Applies database migrations.
     Migrate,
+    /// Mints a bearer token signed with the configured secret (STRATEGIST_AUTH_SECRET).
+    Token {
+        /// The user the token speaks for.
+        #[arg(long)]
+        user_id: String,
+        /// May use the admin routes.
+        #[arg(long)]
+        admin: bool,
+        /// How long it is valid: 90s, 30m, 24h, 7d.
+        #[arg(long, default_value = "24h", value_parser = strategist::auth::parse_ttl)]
+        ttl: std::time::Duration,
+    },
     /// Projection maintenance.
     Projections {
         #[command(subcommand)]
@@ -291,6 +303,23 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if !out.is_empty() {
                 println!("{out}");
             }
+            Ok(())
+        }
+        Command::Token {
+            user_id,
+            admin,
+            ttl,
+        } => {
+            let s = settings()?;
+            if user_id.trim().is_empty() {
+                anyhow::bail!("--user-id must not be empty");
+            }
+            let tokens = strategist::auth::Tokens::new(&s.auth.secret).map_err(|_| {
+                anyhow::anyhow!(
+                    "no auth secret: set STRATEGIST_AUTH_SECRET to the secret `serve` uses"
+                )
+            })?;
+            println!("{}", tokens.mint(&user_id, admin, ttl)?);
             Ok(())
         }
         Command::Migrate => {

@@ -1,16 +1,16 @@
 //! The application's worker pools: which consumer group handles which event types.
 //!
 //! The pools and the types each one handles are fixed here; their sizes and retry
-//! settings come from `[pools.*]` in the configuration. The handlers are the entry
-//! points of the business workers; the work itself (text extraction, embeddings, AI
-//! providers, notifications) lands in its own issue, and until then a handler records
-//! that the event reached it. Handlers log ids only: events about people carry
+//! settings come from `[pools.*]` in the configuration. `content-generator` runs the
+//! AI workers ([`crate::ai::workers`]); the handlers of the pools whose work lands in
+//! later issues (text extraction, embeddings, notifications, market, briefings)
+//! still only record that the event reached them. Handlers log ids only: events about people carry
 //! personal data that never goes into logs.
 
 use strategist_actors::{Event, EventType, HandlerError, Pool};
 
 use crate::config::{ConfigError, Settings};
-use crate::events::{ai, contextual, market, notification, system};
+use crate::events::{contextual, market, notification, system};
 
 /// The handled event types of each business pool, for the README and
 /// `GET /streams`. The archiver (every stream, every type) and the projections are
@@ -62,8 +62,13 @@ macro_rules! on {
     };
 }
 
-/// Builds every pool named in [`POOLS`] with its configured options.
-pub fn build(settings: &Settings) -> Result<Vec<Pool>, ConfigError> {
+/// Builds every pool named in [`POOLS`] with its configured options; `ai` handles
+/// the content-generator's requests (without it, they are left pending for a
+/// process that has it, by a retryable failure).
+pub fn build(
+    settings: &Settings,
+    ai: Option<&std::sync::Arc<crate::ai::workers::AiWorkers>>,
+) -> Result<Vec<Pool>, ConfigError> {
     let mut pools = Vec::new();
     for (name, _) in POOLS {
         let (options, _scale) = settings.pool(name)?;
@@ -80,10 +85,21 @@ pub fn build(settings: &Settings) -> Result<Vec<Pool>, ConfigError> {
                     contextual::EmbeddingGenerationRequested
                 );
             }
-            "content-generator" => {
-                on!(p, "content-generator", ai::AiContentGenerationRequested);
-                on!(p, "content-generator", ai::AiConsultationRequested);
-            }
+            "content-generator" => match ai {
+                Some(ai) => ai.register(&mut p),
+                None => {
+                    p.on(
+                        |_: Event<crate::events::ai::AiContentGenerationRequested>| async {
+                            Err(HandlerError::retryable("no AI workers in this process"))
+                        },
+                    );
+                    p.on(
+                        |_: Event<crate::events::ai::AiConsultationRequested>| async {
+                            Err(HandlerError::retryable("no AI workers in this process"))
+                        },
+                    );
+                }
+            },
             "market-monitor" => {
                 on!(p, "market-monitor", market::MarketDataCollectionStarted);
                 on!(p, "market-monitor", market::MarketDataCollected);
@@ -117,7 +133,7 @@ mod tests {
     #[test]
     fn every_listed_type_is_handled_by_its_pool_and_exists() {
         let s = Settings::load(None, Vec::new()).unwrap();
-        let pools = build(&s).unwrap();
+        let pools = build(&s, None).unwrap();
         let catalog = crate::events::catalog();
         for (name, types) in POOLS {
             let p = pools.iter().find(|p| p.name == *name).unwrap();

@@ -11,26 +11,38 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use strategist_actors::{
-    DeadLetters, Engine, EngineConfig, Health, Keys, Publisher, StreamRetention,
+    DeadLetters, Engine, EngineConfig, Health, Keys, Publisher, Replies, StreamRetention,
 };
+
+use crate::ai::workers::AiWorkers;
+use crate::ai::{Providers, Templates};
+use crate::auth::Tokens;
 
 use crate::config::Settings;
 use crate::database::Db;
 use crate::sagas::file_processing;
 use crate::{archiver, events, hooks, http, pools, projections, redis_conn, telemetry};
 
+/// The streams whose events answer requests (request-response).
+const REPLY_STREAMS: [&str; 1] = [events::streams::AI];
+
 /// Runs until a signal; `dev` allows starting without an auth secret.
 pub async fn run(settings: Settings, dev: bool) -> anyhow::Result<()> {
+    let mut settings = settings;
     if settings.auth.secret.is_empty() {
         if !dev {
             anyhow::bail!(
                 "no auth secret: set STRATEGIST_AUTH_SECRET (or run `serve --dev` to make a throwaway one)"
             );
         }
+        settings.auth.secret = format!("{}{}", ulid::Ulid::generate(), ulid::Ulid::generate());
         tracing::warn!(
             "--dev: using a throwaway auth secret made for this run; tokens die with the process"
         );
     }
+    let tokens = Tokens::new(&settings.auth.secret).context("auth secret")?;
+    let templates = Arc::new(Templates::new(&settings.ai.templates));
+    let providers = Arc::new(Providers::from_settings(&settings.ai).map_err(anyhow::Error::msg)?);
     let (client, shared) = redis_conn::connect(&settings.redis).await?;
     let catalog = Arc::new(events::catalog());
     let keys = Keys::new(settings.redis.stream_prefix.clone());
@@ -57,7 +69,13 @@ pub async fn run(settings: Settings, dev: bool) -> anyhow::Result<()> {
 
     let health = Health::default();
     let db = Db::open(&settings.database.url, &health).await?;
-    let mut pools = pools::build(&settings)?;
+    let ai_workers = Arc::new(AiWorkers::new(
+        db.clone(),
+        publisher.clone(),
+        providers.clone(),
+        templates.clone(),
+    ));
+    let mut pools = pools::build(&settings, Some(&ai_workers))?;
     pools.push(archiver::pool(
         db.clone(),
         health.clone(),
@@ -72,11 +90,18 @@ pub async fn run(settings: Settings, dev: bool) -> anyhow::Result<()> {
         .get(file_processing::NAME)
         .context("[sagas.file-processing] is missing from the configuration")?;
     let mut config = EngineConfig::for_this_process();
-    config.keys = keys;
+    config.keys = keys.clone();
     config.dlq_maxlen = settings.engine.dlq_maxlen;
     if settings.engine.arbiters > 0 {
         config.arbiters = settings.engine.arbiters;
     }
+    let replies = Replies::start(
+        client.clone(),
+        keys.clone(),
+        REPLY_STREAMS.iter().map(|s| s.to_string()).collect(),
+    )
+    .await
+    .context("starting the reply listener")?;
     let engine = Engine::builder(client, shared.clone(), catalog)
         .config(config)
         .pools(pools)
@@ -104,12 +129,33 @@ pub async fn run(settings: Settings, dev: bool) -> anyhow::Result<()> {
         .start()
         .await
         .context("starting the worker pools")?;
+    let limits = Arc::new(http::RateLimits::new(
+        settings.http.generation_per_minute,
+        settings.http.generation_burst,
+    ));
+    {
+        let limits = limits.clone();
+        actix::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                tick.tick().await;
+                limits.shrink();
+            }
+        });
+    }
     let (addr, server) = http::start(
         &settings.http.addr,
         http::AppState {
             health: health.clone(),
             redis: shared,
             db,
+            publisher: publisher.clone(),
+            replies: replies.clone(),
+            tokens,
+            templates,
+            providers,
+            limits: limits.clone(),
+            settings: Arc::new(settings.clone()),
         },
     )
     .with_context(|| format!("cannot listen on {}", settings.http.addr))?;
@@ -127,6 +173,7 @@ pub async fn run(settings: Settings, dev: bool) -> anyhow::Result<()> {
         );
     }
     server.stop(true).await;
+    replies.stop();
     engine.stop();
     Ok(())
 }

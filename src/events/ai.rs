@@ -1,4 +1,12 @@
 //! Events of `ai.events`: content generation and consultations.
+//!
+//! Beyond the design: `variables` of a generation request (the values of its
+//! prompt template's placeholders; optional, so a request written to the design's
+//! shape still decodes), and the two `.failed` events, which end a request-response
+//! wait at once when a request cannot be answered (unknown template, a provider that
+//! refuses) instead of leaving it to time out.
+
+use std::collections::BTreeMap;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -25,6 +33,9 @@ pub struct AiContentGenerationRequested {
     pub prompt_template: String,
     pub ai_provider: String,
     pub max_tokens: u32,
+    /// Values of the template's `{{placeholders}}`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub variables: BTreeMap<String, String>,
 }
 event_type!(
     AiContentGenerationRequested,
@@ -81,3 +92,25 @@ pub struct AiConsultationCompleted {
     pub tokens_used: u32,
 }
 event_type!(AiConsultationCompleted, "ai.consultation.completed", AI);
+
+/// `ai.content.generation.failed`: a generation request that will not be answered.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct AiContentGenerationFailed {
+    pub request_id: String,
+    pub error: String,
+    pub ai_provider: String,
+}
+event_type!(
+    AiContentGenerationFailed,
+    "ai.content.generation.failed",
+    AI
+);
+
+/// `ai.consultation.failed`: a consultation that will not be answered.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct AiConsultationFailed {
+    pub session_id: String,
+    pub error: String,
+    pub ai_provider: String,
+}
+event_type!(AiConsultationFailed, "ai.consultation.failed", AI);

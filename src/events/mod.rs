@@ -88,6 +88,8 @@ pub fn all() -> Vec<TypeDef> {
         def::<ai::AiContentGenerationCompleted>(),
         def::<ai::AiConsultationRequested>(),
         def::<ai::AiConsultationCompleted>(),
+        def::<ai::AiContentGenerationFailed>(),
+        def::<ai::AiConsultationFailed>(),
         def::<notification::NotificationSendRequested>(),
         def::<notification::NotificationDelivered>(),
         def::<notification::BriefingGenerationScheduled>(),

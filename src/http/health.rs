@@ -1,53 +1,20 @@
-//! The HTTP server: liveness and readiness now; the API of the contract grows here.
-//!
-//! Errors are `{"error": {"code", "message"}}` with a fitting status.
+//! `/healthz` (the process lives) and `/readyz` (Redis, the database and every
+//! pool are up), at the root and without a token, for load balancers and probes.
 
 use std::time::Duration;
 
-use actix_web::{App, HttpResponse, HttpServer, dev::ServerHandle, web};
-use redis::aio::ConnectionManager;
+use actix_web::{HttpResponse, web};
 use serde_json::json;
-use strategist_actors::Health;
 
-/// What every request handler can reach.
-#[derive(Clone)]
-pub struct AppState {
-    /// Readiness board of the engine.
-    pub health: Health,
-    /// The shared Redis connection.
-    pub redis: ConnectionManager,
-    /// The database (may still be opening).
-    pub db: crate::database::Db,
-}
+use super::AppState;
 
-/// Binds `addr` and starts serving; returns the bound address and a handle to stop
-/// the server. Signals are not handled here: the caller drains the engine first.
-pub fn start(addr: &str, state: AppState) -> std::io::Result<(std::net::SocketAddr, ServerHandle)> {
-    let data = web::Data::new(state);
-    let server = HttpServer::new(move || {
-        App::new()
-            .app_data(data.clone())
-            .route("/healthz", web::get().to(healthz))
-            .route("/readyz", web::get().to(readyz))
-    })
-    .workers(1)
-    .disable_signals()
-    .shutdown_timeout(5)
-    .bind(addr)?;
-    let bound = server.addrs().first().copied().ok_or_else(|| {
-        std::io::Error::new(std::io::ErrorKind::AddrNotAvailable, "no address bound")
-    })?;
-    let server = server.run();
-    let handle = server.handle();
-    actix_web::rt::spawn(server);
-    Ok((bound, handle))
-}
-
-async fn healthz() -> HttpResponse {
+/// Liveness.
+pub(super) async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
 }
 
-async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+/// Readiness, with the parts that are not ready.
+pub(super) async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let mut not_ready = state.health.not_ready();
     let mut conn = state.redis.clone();
     let ping = tokio::time::timeout(

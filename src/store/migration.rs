@@ -13,6 +13,7 @@ impl MigratorTrait for Migrator {
             Box::new(M0002Projections),
             Box::new(M0003Sagas),
             Box::new(M0004SagaOutbox),
+            Box::new(M0005Ai),
         ]
     }
 }
@@ -395,6 +396,162 @@ impl MigrationTrait for M0004SagaOutbox {
                 .col(Sagas::Saga)
                 .col(Sagas::Status)
                 .col(Sagas::DeadlineMs)
+                .to_owned(),
+        )
+        .await
+    }
+}
+
+/// Drafts and AI requests (generation, consultations) with their outcomes.
+struct M0005Ai;
+
+impl MigrationName for M0005Ai {
+    fn name(&self) -> &str {
+        "m0005_ai"
+    }
+}
+
+#[derive(DeriveIden)]
+enum ContentDrafts {
+    Table,
+    Id,
+    UserId,
+    ContextualCoreId,
+    ContentType,
+    Title,
+    Content,
+    RequestId,
+    SourceEventId,
+    AiProvider,
+    ModelUsed,
+    TokensUsed,
+    CostUsd,
+    GenerationTimeMs,
+    CompletionEventId,
+    CreatedEventId,
+    CreatedAtMs,
+}
+
+#[derive(DeriveIden)]
+enum AiRequests {
+    Table,
+    RequestId,
+    Kind,
+    UserId,
+    Status,
+    Request,
+    Result,
+    Error,
+    ReplyEventId,
+    CreatedAtMs,
+    CompletedAtMs,
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for M0005Ai {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.create_table(
+            Table::create()
+                .table(ContentDrafts::Table)
+                .if_not_exists()
+                .col(
+                    ColumnDef::new(ContentDrafts::Id)
+                        .string()
+                        .not_null()
+                        .primary_key(),
+                )
+                .col(ColumnDef::new(ContentDrafts::UserId).string().not_null())
+                .col(
+                    ColumnDef::new(ContentDrafts::ContextualCoreId)
+                        .string()
+                        .not_null(),
+                )
+                .col(
+                    ColumnDef::new(ContentDrafts::ContentType)
+                        .string()
+                        .not_null(),
+                )
+                .col(ColumnDef::new(ContentDrafts::Title).string().null())
+                .col(ColumnDef::new(ContentDrafts::Content).text().not_null())
+                .col(ColumnDef::new(ContentDrafts::RequestId).string().null())
+                .col(
+                    ColumnDef::new(ContentDrafts::SourceEventId)
+                        .string()
+                        .not_null()
+                        .unique_key(),
+                )
+                .col(
+                    ColumnDef::new(ContentDrafts::AiProvider)
+                        .string()
+                        .not_null(),
+                )
+                .col(ColumnDef::new(ContentDrafts::ModelUsed).string().not_null())
+                .col(
+                    ColumnDef::new(ContentDrafts::TokensUsed)
+                        .big_integer()
+                        .not_null(),
+                )
+                .col(ColumnDef::new(ContentDrafts::CostUsd).double().not_null())
+                .col(
+                    ColumnDef::new(ContentDrafts::GenerationTimeMs)
+                        .double()
+                        .not_null(),
+                )
+                .col(
+                    ColumnDef::new(ContentDrafts::CompletionEventId)
+                        .string()
+                        .not_null(),
+                )
+                .col(
+                    ColumnDef::new(ContentDrafts::CreatedEventId)
+                        .string()
+                        .not_null(),
+                )
+                .col(
+                    ColumnDef::new(ContentDrafts::CreatedAtMs)
+                        .big_integer()
+                        .not_null(),
+                )
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(
+            Index::create()
+                .name("idx_content_drafts_user")
+                .table(ContentDrafts::Table)
+                .if_not_exists()
+                .col(ContentDrafts::UserId)
+                .col(ContentDrafts::Id)
+                .to_owned(),
+        )
+        .await?;
+        m.create_table(
+            Table::create()
+                .table(AiRequests::Table)
+                .if_not_exists()
+                .col(
+                    ColumnDef::new(AiRequests::RequestId)
+                        .string()
+                        .not_null()
+                        .primary_key(),
+                )
+                .col(ColumnDef::new(AiRequests::Kind).string().not_null())
+                .col(ColumnDef::new(AiRequests::UserId).string().not_null())
+                .col(ColumnDef::new(AiRequests::Status).string().not_null())
+                .col(ColumnDef::new(AiRequests::Request).text().not_null())
+                .col(ColumnDef::new(AiRequests::Result).text().null())
+                .col(ColumnDef::new(AiRequests::Error).text().null())
+                .col(ColumnDef::new(AiRequests::ReplyEventId).string().null())
+                .col(
+                    ColumnDef::new(AiRequests::CreatedAtMs)
+                        .big_integer()
+                        .not_null(),
+                )
+                .col(
+                    ColumnDef::new(AiRequests::CompletedAtMs)
+                        .big_integer()
+                        .null(),
+                )
                 .to_owned(),
         )
         .await

@@ -13,6 +13,7 @@ use sea_orm::{
 };
 use sea_orm_migration::MigratorTrait;
 
+pub mod ai;
 pub mod entities;
 pub mod event_store;
 pub mod migration;

@@ -1,5 +1,7 @@
 //! sea-orm entities, one file per table.
 
+pub mod ai_request;
+pub mod content_draft;
 pub mod event;
 pub mod preference_history;
 pub mod projection_applied;

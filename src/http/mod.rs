@@ -1,0 +1,116 @@
+//! The HTTP API of the contract (`/api/v1/...`), health at the root, and the
+//! OpenAPI document of every route at `/api/openapi.json`.
+//!
+//! Each file holds one resource; every handler is registered through
+//! `utoipa_actix_web`, so a route cannot exist without being in the OpenAPI
+//! document. Errors are always [`ApiError`]: `{"error": {"code", "message"}}`.
+//! Handlers are thin: they check the caller and the input, then call the engine
+//! (publish, request) or the store.
+
+mod auth;
+mod body;
+mod content;
+mod error;
+mod health;
+mod limits;
+mod openapi;
+
+use std::sync::Arc;
+
+use actix_web::{App, HttpServer, dev::ServerHandle, web};
+use redis::aio::ConnectionManager;
+use strategist_actors::{Health, Publisher, Replies};
+use utoipa_actix_web::AppExt as _;
+
+pub use auth::Caller;
+pub use body::{Body, BodyLimit};
+pub use error::{ApiError, ErrorBody};
+pub use limits::RateLimits;
+
+use crate::ai::{Providers, Templates};
+use crate::auth::Tokens;
+use crate::config::Settings;
+
+/// What every request handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    /// Readiness board of the engine.
+    pub health: Health,
+    /// The shared Redis connection.
+    pub redis: ConnectionManager,
+    /// The database (may still be opening).
+    pub db: crate::database::Db,
+    /// Publishes validated events.
+    pub publisher: Publisher,
+    /// The process's reply listener (request-response).
+    pub replies: Replies,
+    /// Verifies bearer tokens.
+    pub tokens: Tokens,
+    /// Prompt templates of content generation.
+    pub templates: Arc<Templates>,
+    /// The AI providers (to refuse an unknown one before publishing).
+    pub providers: Arc<Providers>,
+    /// Per-user rate limits.
+    pub limits: Arc<RateLimits>,
+    /// The settings the API reads (limits, timeouts).
+    pub settings: Arc<Settings>,
+}
+
+/// The API's routes, for the server and for the OpenAPI document.
+fn app(
+    state: web::Data<AppState>,
+) -> App<
+    impl actix_web::dev::ServiceFactory<
+        actix_web::dev::ServiceRequest,
+        Config = (),
+        Response = actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    let http = &state.settings.http;
+    let json = web::JsonConfig::default()
+        .limit(http.max_json_bytes)
+        .error_handler(error::json_error);
+    let (app, api) = App::new()
+        .into_utoipa_app()
+        .openapi(openapi::base())
+        .app_data(state.clone())
+        .app_data(json)
+        .app_data(web::QueryConfig::default().error_handler(error::query_error))
+        .app_data(web::PathConfig::default().error_handler(error::path_error))
+        .service(utoipa_actix_web::scope("/api/v1").configure(content::routes))
+        .split_for_parts();
+    app.app_data(web::Data::new(openapi::Document::new(api)))
+        .route("/api/openapi.json", web::get().to(openapi::serve))
+        .route("/healthz", web::get().to(health::healthz))
+        .route("/readyz", web::get().to(health::readyz))
+        .default_service(web::to(not_found))
+}
+
+async fn not_found(req: actix_web::HttpRequest) -> Result<actix_web::HttpResponse, ApiError> {
+    Err(ApiError::not_found(format!(
+        "no route {} {}",
+        req.method(),
+        req.path()
+    )))
+}
+
+/// Binds `addr` and starts serving; returns the bound address and a handle to stop
+/// the server. Signals are not handled here: the caller drains the engine first.
+pub fn start(addr: &str, state: AppState) -> std::io::Result<(std::net::SocketAddr, ServerHandle)> {
+    let workers = state.settings.http.workers;
+    let data = web::Data::new(state);
+    let server = HttpServer::new(move || app(data.clone()))
+        .workers(workers.max(1))
+        .disable_signals()
+        .shutdown_timeout(5)
+        .bind(addr)?;
+    let bound = server.addrs().first().copied().ok_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::AddrNotAvailable, "no address bound")
+    })?;
+    let server = server.run();
+    let handle = server.handle();
+    actix_web::rt::spawn(server);
+    Ok((bound, handle))
+}
