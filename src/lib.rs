@@ -21,6 +21,7 @@
 //! - [`local_redis`]: a private `redis-server` for the benchmark and tests.
 //! - [`store`]: the database: event store, projections (sea-orm, SQLite or PostgreSQL).
 //! - [`telemetry`]: logging set-up.
+//! - [`ai`]: text generation: the provider trait, OpenAI-compatible and Anthropic backends.
 
 pub mod ai;
 pub mod archiver;

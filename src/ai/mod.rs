@@ -2,6 +2,11 @@
 //!
 //! - [`provider`]: the one trait every text-generation backend implements.
 //! - [`offline`]: the offline composer (no network; the default).
+//! - [`openai`]: an OpenAI-compatible chat-completions server (OpenAI itself,
+//!   Ollama, vLLM, LM Studio); [`anthropic`]: Anthropic's Messages API. Both go
+//!   through one private sender that owns the retry policy: whatever they return as
+//!   [`ProviderError::Retryable`] was already retried inside the call (honouring
+//!   `Retry-After`), and no error text contains the API key.
 //! - [`templates`]: prompt templates with `{{variables}}`.
 //! - [`workers`]: the `content-generator` pool's handlers: a request event in, a
 //!   draft stored and the completion published out, once per request event.
@@ -9,7 +14,10 @@
 //! [`Providers`] picks the backend a request names (`ai_provider`) or the configured
 //! default, and prices what it used.
 
+pub mod anthropic;
+mod http_call;
 pub mod offline;
+pub mod openai;
 pub mod provider;
 pub mod templates;
 pub mod workers;
@@ -17,6 +25,7 @@ pub mod workers;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+pub use http_call::HttpProviderConfig;
 pub use provider::{Generation, Prompt, Provider, ProviderError};
 pub use templates::{TemplateError, Templates};
 
@@ -31,10 +40,65 @@ pub struct Providers {
 }
 
 impl Providers {
-    /// The offline composer plus every configured HTTP provider.
+    /// The offline composer plus every configured HTTP provider (its key read from
+    /// the environment variable it names; unset means no key).
     pub fn from_settings(ai: &AiSettings) -> Result<Providers, String> {
+        Self::from_settings_with(ai, |var| std::env::var(var).ok())
+    }
+
+    /// As [`Providers::from_settings`], reading keys through `key`.
+    pub fn from_settings_with(
+        ai: &AiSettings,
+        key: impl Fn(&str) -> Option<String>,
+    ) -> Result<Providers, String> {
         let mut by_name: BTreeMap<String, Arc<dyn Provider>> = BTreeMap::new();
         by_name.insert("offline".into(), Arc::new(offline::Offline));
+        for (name, p) in &ai.providers {
+            if name == "offline" {
+                return Err(
+                    "ai.providers.offline: the name is taken by the offline composer".into(),
+                );
+            }
+            let mut config = HttpProviderConfig::new(p.base_url.clone(), p.model.clone());
+            config.timeout_ms = p.timeout_ms;
+            config.max_retries = p.max_retries;
+            if let Some(var) = p.api_key_env.as_deref() {
+                match key(var).filter(|k| !k.is_empty()) {
+                    Some(k) => config = config.with_api_key(k),
+                    None => {
+                        // Listed, but unusable here: refuse its requests at once with
+                        // the fix, instead of calling the API without a key.
+                        by_name.insert(
+                            name.clone(),
+                            Arc::new(Unconfigured {
+                                name: name.clone(),
+                                model: p.model.clone(),
+                                why: format!("no API key: set {var} for provider {name:?}"),
+                            }),
+                        );
+                        continue;
+                    }
+                }
+            }
+            let provider: Arc<dyn Provider> = match p.kind.as_str() {
+                "openai" => Arc::new(
+                    openai::OpenAiCompatible::new(config)
+                        .map_err(|e| format!("ai.providers.{name}: {e}"))?
+                        .with_name(name),
+                ),
+                "anthropic" => Arc::new(
+                    anthropic::Anthropic::new(config)
+                        .map_err(|e| format!("ai.providers.{name}: {e}"))?
+                        .with_name(name),
+                ),
+                other => {
+                    return Err(format!(
+                        "ai.providers.{name}.kind: {other:?} is not a kind; use openai or anthropic"
+                    ));
+                }
+            };
+            by_name.insert(name.clone(), provider);
+        }
         let p = Providers {
             by_name,
             default: ai.default_provider.clone(),
@@ -90,6 +154,30 @@ impl Providers {
     }
 }
 
+/// A configured provider that cannot work in this process (its key is missing).
+struct Unconfigured {
+    name: String,
+    model: String,
+    why: String,
+}
+
+impl Provider for Unconfigured {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn model(&self) -> &str {
+        &self.model
+    }
+
+    fn generate<'a>(
+        &'a self,
+        _: &'a Prompt,
+    ) -> futures_util::future::BoxFuture<'a, Result<Generation, ProviderError>> {
+        Box::pin(async move { Err(ProviderError::Permanent(self.why.clone())) })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -106,5 +194,31 @@ mod tests {
         let c = p.cost("gpt-4o-mini-2024-07-18", 1_000_000, 1_000_000);
         assert!((c - 0.75).abs() < 1e-9, "{c}");
         assert_eq!(p.cost("unknown-model", 1000, 1000), 0.0);
+    }
+
+    #[actix_rt::test]
+    async fn a_provider_without_its_key_refuses_with_the_fix_and_one_with_it_is_real() {
+        let s = crate::config::Settings::load(None, Vec::new()).unwrap();
+        let p = Providers::from_settings_with(&s.ai, |_| None).unwrap();
+        let prompt = Prompt {
+            system: String::new(),
+            user: "hi".into(),
+            context: Vec::new(),
+            max_tokens: 5,
+        };
+        let e = p
+            .choose("openai")
+            .unwrap()
+            .generate(&prompt)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            e,
+            ProviderError::Permanent(
+                "no API key: set OPENAI_API_KEY for provider \"openai\"".into()
+            )
+        );
+        let p = Providers::from_settings_with(&s.ai, |_| Some("k".into())).unwrap();
+        assert_eq!(p.choose("anthropic").unwrap().model(), "claude-sonnet-4-5");
     }
 }

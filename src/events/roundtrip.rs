@@ -84,6 +84,12 @@ impl Gen {
                     }
                 }
             }
+        } else if let Some(item) = schema.get("additionalProperties").filter(|a| a.is_object()) {
+            // A map with typed values (e.g. template variables: string to string).
+            for _ in 0..self.0.usize(0..4) {
+                let v = self.value(item, root);
+                out.insert(self.text(), v);
+            }
         } else {
             for _ in 0..self.0.usize(0..4) {
                 out.insert(self.text(), self.any(2));
