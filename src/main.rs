@@ -25,9 +25,17 @@ enum Command {
     /// Runs the whole system: worker pools, routers, HTTP. Exits 0 after a graceful
     /// drain on SIGINT/SIGTERM.
     Serve {
-        /// Start without STRATEGIST_AUTH_SECRET, with a throwaway secret.
+        /// Start without STRATEGIST_AUTH_SECRET, with a throwaway secret; print the
+        /// page's address and an admin and a user token.
         #[arg(long)]
         dev: bool,
+        /// Run only these consumer groups, comma-separated (`none`: an API-only
+        /// process). Default: all.
+        #[arg(long, value_delimiter = ',')]
+        pools: Option<Vec<String>>,
+        /// Run no HTTP server (a worker-only process).
+        #[arg(long)]
+        no_http: bool,
     },
     /// Validates and publishes one event; prints its id.
     Publish {
@@ -265,7 +273,24 @@ fn one_line(e: &anyhow::Error) -> String {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let settings = || Settings::from_env(cli.config.as_deref());
     match cli.command {
-        Command::Serve { dev } => strategist::serve::run(settings()?, dev).await,
+        Command::Serve {
+            dev,
+            pools,
+            no_http,
+        } => {
+            let pools = pools.map(|p| {
+                p.into_iter()
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty() && s != "none")
+                    .collect()
+            });
+            let opts = strategist::serve::ServeOptions {
+                dev,
+                pools,
+                no_http,
+            };
+            strategist::serve::run(settings()?, opts).await
+        }
         Command::Publish {
             stream,
             event_type,

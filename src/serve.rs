@@ -1,23 +1,26 @@
 //! `strategist serve`: the whole system in one process, and its graceful shutdown.
 //!
-//! Order at start: configuration, Redis (fail fast with one line), the dead-letter
-//! resolver and retention keeper, the database (opened and migrated, retried in the
-//! background while it is down), the engine (groups, routers, workers), HTTP. At
-//! SIGINT/SIGTERM: stop reading, let in-flight work finish and be acked within the
-//! grace period, stop HTTP, exit 0.
+//! Order at start: configuration, Redis (fail fast with one line), the database
+//! (opened and migrated, retried in the background while it is down), the reply
+//! listener, the engine (groups, routers, workers, saga, retention keeper,
+//! dead-letter resolver), HTTP. At SIGINT/SIGTERM: stop reading, let in-flight work
+//! finish and be acked within the grace period, stop HTTP, exit 0.
+//!
+//! Roles: `--pools a,b` runs only those consumer groups (`--pools none`: an API-only
+//! process), `--no-http` runs no HTTP server (a worker-only process). Any mix of
+//! processes shares the same groups through Redis.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use strategist_actors::{
-    DeadLetters, Engine, EngineConfig, Health, Keys, Publisher, Replies, StreamRetention,
+    DeadLetters, Engine, EngineConfig, Health, Keys, Pool, Publisher, Replies, StreamRetention,
 };
 
 use crate::ai::workers::AiWorkers;
 use crate::ai::{Providers, Templates};
 use crate::auth::Tokens;
-
 use crate::config::Settings;
 use crate::database::Db;
 use crate::sagas::file_processing;
@@ -26,11 +29,43 @@ use crate::{archiver, events, hooks, http, pools, projections, redis_conn, telem
 /// The streams whose events answer requests (request-response).
 const REPLY_STREAMS: [&str; 1] = [events::streams::AI];
 
-/// Runs until a signal; `dev` allows starting without an auth secret.
-pub async fn run(settings: Settings, dev: bool) -> anyhow::Result<()> {
-    let mut settings = settings;
+/// How `serve` runs.
+#[derive(Debug, Clone, Default)]
+pub struct ServeOptions {
+    /// Start without an auth secret, with a throwaway one.
+    pub dev: bool,
+    /// Only these consumer groups (None: all; empty: none).
+    pub pools: Option<Vec<String>>,
+    /// No HTTP server.
+    pub no_http: bool,
+}
+
+/// Every consumer group `serve` can run, for `--pools`.
+pub fn pool_names() -> Vec<&'static str> {
+    let mut names: Vec<&str> = pools::POOLS.iter().map(|(n, _)| *n).collect();
+    names.extend([
+        archiver::GROUP,
+        crate::store::preferences::PROJECTION,
+        file_processing::NAME,
+    ]);
+    names
+}
+
+/// Runs until a signal.
+pub async fn run(mut settings: Settings, opts: ServeOptions) -> anyhow::Result<()> {
+    let wanted = |name: &str| {
+        opts.pools
+            .as_ref()
+            .is_none_or(|p| p.iter().any(|w| w == name))
+    };
+    if let Some(p) = &opts.pools {
+        let known = pool_names();
+        if let Some(bad) = p.iter().find(|n| !known.contains(&n.as_str())) {
+            anyhow::bail!("--pools: no pool {bad:?}; pools: {}", known.join(", "));
+        }
+    }
     if settings.auth.secret.is_empty() {
-        if !dev {
+        if !opts.dev {
             anyhow::bail!(
                 "no auth secret: set STRATEGIST_AUTH_SECRET (or run `serve --dev` to make a throwaway one)"
             );
@@ -75,20 +110,17 @@ pub async fn run(settings: Settings, dev: bool) -> anyhow::Result<()> {
         providers.clone(),
         templates.clone(),
     ));
-    let mut pools = pools::build(&settings, Some(&ai_workers))?;
-    pools.push(archiver::pool(
+    let mut all: Vec<Pool> = pools::build(&settings, Some(&ai_workers))?;
+    all.push(archiver::pool(
         db.clone(),
         health.clone(),
         settings.pool(archiver::GROUP)?.0,
     ));
-    pools.push(projections::user_preferences(
+    all.push(projections::user_preferences(
         db.clone(),
         settings.pool(crate::store::preferences::PROJECTION)?.0,
     ));
-    let saga = settings
-        .sagas
-        .get(file_processing::NAME)
-        .context("[sagas.file-processing] is missing from the configuration")?;
+    let chosen: Vec<Pool> = all.into_iter().filter(|p| wanted(&p.name)).collect();
     let mut config = EngineConfig::for_this_process();
     config.keys = keys.clone();
     config.dlq_maxlen = settings.engine.dlq_maxlen;
@@ -102,10 +134,15 @@ pub async fn run(settings: Settings, dev: bool) -> anyhow::Result<()> {
     )
     .await
     .context("starting the reply listener")?;
-    let engine = Engine::builder(client, shared.clone(), catalog)
+    let mut builder = Engine::builder(client, shared.clone(), catalog)
         .config(config)
-        .pools(pools)
-        .saga(
+        .pools(chosen);
+    if wanted(file_processing::NAME) {
+        let saga = settings
+            .sagas
+            .get(file_processing::NAME)
+            .context("[sagas.file-processing] is missing from the configuration")?;
+        builder = builder.saga(
             file_processing::definition(
                 Duration::from_millis(saga.step_timeout_ms),
                 saga.step_retries,
@@ -113,7 +150,9 @@ pub async fn run(settings: Settings, dev: bool) -> anyhow::Result<()> {
             Arc::new(db.clone()),
             publisher.clone(),
             settings.pool(file_processing::NAME)?.0,
-        )
+        );
+    }
+    let engine = builder
         .retention(
             retention,
             Duration::from_millis(settings.retention.interval_ms),
@@ -129,37 +168,46 @@ pub async fn run(settings: Settings, dev: bool) -> anyhow::Result<()> {
         .start()
         .await
         .context("starting the worker pools")?;
-    let limits = Arc::new(http::RateLimits::new(
-        settings.http.generation_per_minute,
-        settings.http.generation_burst,
-    ));
-    {
-        let limits = limits.clone();
+
+    let server = if opts.no_http {
+        tracing::info!(
+            routers = engine.routes().len(),
+            "running without HTTP (--no-http)"
+        );
+        None
+    } else {
+        let limits = Arc::new(http::RateLimits::new(
+            settings.http.generation_per_minute,
+            settings.http.generation_burst,
+        ));
+        let shrink = limits.clone();
         actix::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(60));
             loop {
                 tick.tick().await;
-                limits.shrink();
+                shrink.shrink();
             }
         });
-    }
-    let (addr, server) = http::start(
-        &settings.http.addr,
-        http::AppState {
+        let state = http::AppState {
             health: health.clone(),
             redis: shared,
             db,
             publisher: publisher.clone(),
             replies: replies.clone(),
-            tokens,
+            tokens: tokens.clone(),
             templates,
             providers,
-            limits: limits.clone(),
+            limits,
             settings: Arc::new(settings.clone()),
-        },
-    )
-    .with_context(|| format!("cannot listen on {}", settings.http.addr))?;
-    tracing::info!(%addr, routers = engine.routes().len(), "http listening on {addr}");
+        };
+        let (addr, server) = http::start(&settings.http.addr, state)
+            .with_context(|| format!("cannot listen on {}", settings.http.addr))?;
+        tracing::info!(%addr, routers = engine.routes().len(), "http listening on {addr}");
+        if opts.dev {
+            announce_dev(addr, &tokens);
+        }
+        Some(server)
+    };
 
     let signal = wait_for_signal().await?;
     tracing::info!(signal, "shutting down: draining in-flight work");
@@ -172,10 +220,30 @@ pub async fn run(settings: Settings, dev: bool) -> anyhow::Result<()> {
             "grace period over; unfinished entries stay pending and will be claimed by another consumer"
         );
     }
-    server.stop(true).await;
+    if let Some(server) = server {
+        server.stop(true).await;
+    }
     replies.stop();
     engine.stop();
     Ok(())
+}
+
+/// `--dev`: the page's address and two tokens to try the API with, on stdout.
+fn announce_dev(addr: std::net::SocketAddr, tokens: &Tokens) {
+    let day = Duration::from_secs(24 * 3600);
+    let admin = tokens.mint("admin", true, day).unwrap_or_default();
+    let user = tokens.mint("dev-user", false, day).unwrap_or_default();
+    println!("\nThe Collective Strategist is running (--dev).");
+    println!("  API:         http://{addr}/api/v1  (OpenAPI: http://{addr}/api/openapi.json)");
+    println!("  admin token: {admin}");
+    println!("  user token:  {user}   (user id dev-user)");
+    println!(
+        "  try: curl -s -X POST http://{addr}/api/v1/content/generate -H \"Authorization: Bearer $TOKEN\" \\"
+    );
+    println!("         -H 'content-type: application/json' \\");
+    println!(
+        "         -d '{{\"contextual_core_id\":\"core-1\",\"content_type\":\"social_post\",\"prompt_template\":\"social_post\",\"variables\":{{\"topic\":\"our launch\",\"audience\":\"founders\"}}}}'\n"
+    );
 }
 
 async fn wait_for_signal() -> anyhow::Result<&'static str> {

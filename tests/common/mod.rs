@@ -286,7 +286,12 @@ pub struct App {
 impl App {
     /// Starts the binary and waits until HTTP listens.
     pub fn serve(redis_url: &str, env: &[(&str, &str)]) -> App {
-        let mut proc = App::spawn(redis_url, env);
+        App::serve_args(redis_url, &[], env)
+    }
+
+    /// As [`App::serve`], with more `serve` arguments (e.g. `--pools none`).
+    pub fn serve_args(redis_url: &str, args: &[&str], env: &[(&str, &str)]) -> App {
+        let mut proc = App::spawn_args(redis_url, args, env);
         let line = proc.wait_for_line("http listening on", Duration::from_secs(30));
         let port = line
             .rsplit("127.0.0.1:")
@@ -300,12 +305,18 @@ impl App {
     /// Starts the binary without waiting for anything. Without a `DATABASE_URL` in
     /// `env`, it gets a SQLite file of its own in a temporary folder.
     pub fn spawn(redis_url: &str, env: &[(&str, &str)]) -> Proc {
+        App::spawn_args(redis_url, &[], env)
+    }
+
+    /// As [`App::spawn`], with more `serve` arguments.
+    pub fn spawn_args(redis_url: &str, args: &[&str], env: &[(&str, &str)]) -> Proc {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_strategist"));
         let dir = tempfile::tempdir().expect("temp dir");
         let sqlite = format!("sqlite://{}/strategist.db?mode=rwc", dir.path().display());
         cmd.env("DATABASE_URL", sqlite);
         cmd.arg("serve")
             .arg("--dev")
+            .args(args)
             .env("REDIS_URL", redis_url)
             .env("STRATEGIST_HTTP_ADDR", "127.0.0.1:0")
             .env("RUST_LOG", "info")
