@@ -23,6 +23,7 @@ use crate::ai::{Providers, Templates};
 use crate::auth::Tokens;
 use crate::config::Settings;
 use crate::database::Db;
+use crate::local_redis::LocalRedis;
 use crate::sagas::file_processing;
 use crate::{archiver, events, hooks, http, pools, projections, redis_conn, telemetry};
 
@@ -75,6 +76,11 @@ pub async fn run(mut settings: Settings, opts: ServeOptions) -> anyhow::Result<(
             "--dev: using a throwaway auth secret made for this run; tokens die with the process"
         );
     }
+    let private_redis = if opts.dev {
+        dev_redis(&mut settings)?
+    } else {
+        None
+    };
     let tokens = Tokens::new(&settings.auth.secret).context("auth secret")?;
     let templates = Arc::new(Templates::new(&settings.ai.templates));
     let providers = Arc::new(Providers::from_settings(&settings.ai).map_err(anyhow::Error::msg)?);
@@ -225,7 +231,46 @@ pub async fn run(mut settings: Settings, opts: ServeOptions) -> anyhow::Result<(
     }
     replies.stop();
     engine.stop();
+    // Last: the engine's connections close before a private Redis shuts down.
+    drop(private_redis);
     Ok(())
+}
+
+/// `--dev` on a machine where nothing answers at the configured loopback Redis (and
+/// `REDIS_URL` is not set): starts `redis-server` with its data in `data/redis/`
+/// (AOF on, so a restart keeps the streams) and points the settings at it. Never
+/// without `--dev`: production does not start a private Redis.
+fn dev_redis(settings: &mut Settings) -> anyhow::Result<Option<LocalRedis>> {
+    if std::env::var_os("REDIS_URL").is_some() {
+        return Ok(None);
+    }
+    let url = settings.redis.url.clone();
+    let loopback = url.starts_with("redis://127.0.0.1")
+        || url.starts_with("redis://localhost")
+        || url.starts_with("redis://[::1]");
+    let answers = redis::Client::open(url.as_str())
+        .and_then(|c| c.get_connection_with_timeout(Duration::from_millis(500)))
+        .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
+        .is_ok();
+    if answers || !loopback {
+        return Ok(None);
+    }
+    let dir = std::path::Path::new("data").join("redis");
+    let r = LocalRedis::start_persistent(&dir).map_err(|e| {
+        anyhow::anyhow!(
+            "--dev: nothing answers at {url} and no private Redis could be started: {e} \
+             (install it: `apt-get install redis-server` or `brew install redis`; or set REDIS_URL)"
+        )
+    })?;
+    tracing::info!(
+        url = %r.url(),
+        dir = %r.dir().display(),
+        "--dev: nothing answers at {url}; using a private redis-server at {} with its data in {} (AOF on)",
+        r.url(),
+        r.dir().display()
+    );
+    settings.redis.url = r.url();
+    Ok(Some(r))
 }
 
 /// `--dev`: the page's address and two tokens to try the API with, on stdout.

@@ -180,10 +180,10 @@ pub struct Proc {
 }
 
 impl Proc {
-    /// Spawns `cmd` and collects its stderr lines.
+    /// Spawns `cmd` and collects its stderr and stdout lines.
     pub fn spawn(mut cmd: Command) -> Proc {
         let mut child = cmd
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .stdin(Stdio::null())
             .spawn()
@@ -193,6 +193,13 @@ impl Proc {
         let err = child.stderr.take().expect("stderr piped");
         std::thread::spawn(move || {
             for line in BufReader::new(err).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let sink = lines.clone();
+        let out = child.stdout.take().expect("stdout piped");
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
                 sink.lock().unwrap().push(line);
             }
         });
