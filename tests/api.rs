@@ -645,3 +645,42 @@ mod fuzz {
             .unwrap();
     }
 }
+
+#[test]
+fn cors_is_off_unless_origins_are_configured() {
+    let r = redis();
+    let preflight = |app: &App, origin: &str| {
+        client()
+            .request(
+                reqwest::Method::OPTIONS,
+                url(app, "/api/v1/content/generate"),
+            )
+            .header("Origin", origin)
+            .header("Access-Control-Request-Method", "POST")
+            .header(
+                "Access-Control-Request-Headers",
+                "authorization,content-type",
+            )
+            .send()
+            .unwrap()
+    };
+    let allow = |res: &reqwest::blocking::Response| {
+        res.headers()
+            .get("access-control-allow-origin")
+            .map(|v| v.to_str().unwrap().to_string())
+    };
+    let off = app(&r, &[]);
+    assert_eq!(allow(&preflight(&off, "https://app.example")), None);
+    drop(off);
+    let on = app(
+        &r,
+        &[(
+            "STRATEGIST__HTTP__CORS_ORIGINS",
+            r#"["https://app.example"]"#,
+        )],
+    );
+    let res = preflight(&on, "https://app.example");
+    assert_eq!(res.status().as_u16(), 200);
+    assert_eq!(allow(&res).as_deref(), Some("https://app.example"));
+    assert_eq!(allow(&preflight(&on, "https://evil.example")), None);
+}

@@ -81,11 +81,33 @@ fn app(
         .app_data(web::PathConfig::default().error_handler(error::path_error))
         .service(utoipa_actix_web::scope("/api/v1").configure(content::routes))
         .split_for_parts();
-    app.app_data(web::Data::new(openapi::Document::new(api)))
-        .route("/api/openapi.json", web::get().to(openapi::serve))
-        .route("/healthz", web::get().to(health::healthz))
-        .route("/readyz", web::get().to(health::readyz))
-        .default_service(web::to(not_found))
+    app.wrap(actix_web::middleware::Condition::new(
+        !http.cors_origins.is_empty(),
+        cors(&http.cors_origins),
+    ))
+    .app_data(web::Data::new(openapi::Document::new(api)))
+    .route("/api/openapi.json", web::get().to(openapi::serve))
+    .route("/healthz", web::get().to(health::healthz))
+    .route("/readyz", web::get().to(health::readyz))
+    .default_service(web::to(not_found))
+}
+
+/// CORS for the configured origins only (off when there are none): browsers on
+/// those origins may call the API with a bearer token.
+fn cors(origins: &[String]) -> actix_cors::Cors {
+    let mut c = actix_cors::Cors::default()
+        .allowed_methods(["GET", "POST", "PUT", "DELETE"])
+        .allowed_headers([
+            actix_web::http::header::AUTHORIZATION,
+            actix_web::http::header::CONTENT_TYPE,
+        ])
+        .allowed_header("idempotency-key")
+        .expose_headers([actix_web::http::header::RETRY_AFTER])
+        .max_age(3600);
+    for o in origins {
+        c = c.allowed_origin(o);
+    }
+    c
 }
 
 async fn not_found(req: actix_web::HttpRequest) -> Result<actix_web::HttpResponse, ApiError> {
