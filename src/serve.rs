@@ -2,7 +2,8 @@
 //!
 //! Order at start: configuration, Redis (fail fast with one line), the dead-letter
 //! resolver and retention keeper, the database (opened and migrated, retried in the
-//! background while it is down), the engine (groups, routers, workers), HTTP. At
+//! background while it is down), the engine (groups, routers, workers), the
+//! dead-letter mirror, HTTP. At
 //! SIGINT/SIGTERM: stop reading, let in-flight work finish and be acked within the
 //! grace period, stop HTTP, exit 0.
 
@@ -21,7 +22,9 @@ use crate::auth::Tokens;
 use crate::config::Settings;
 use crate::database::Db;
 use crate::sagas::file_processing;
-use crate::{archiver, events, hooks, http, pools, projections, redis_conn, telemetry};
+use crate::{
+    archiver, dead_letter_mirror, events, hooks, http, pools, projections, redis_conn, telemetry,
+};
 
 /// The streams whose events answer requests (request-response).
 const REPLY_STREAMS: [&str; 1] = [events::streams::AI];
@@ -120,7 +123,7 @@ pub async fn run(settings: Settings, dev: bool) -> anyhow::Result<()> {
             Duration::from_millis(settings.retention.report_interval_ms),
         )
         .auto_resolve(
-            dead_letters,
+            dead_letters.clone(),
             d.rules.clone(),
             Duration::from_millis(d.auto_resolve_interval_ms),
         )
@@ -129,6 +132,7 @@ pub async fn run(settings: Settings, dev: bool) -> anyhow::Result<()> {
         .start()
         .await
         .context("starting the worker pools")?;
+    dead_letter_mirror::spawn(db.clone(), dead_letters.clone());
     let limits = Arc::new(http::RateLimits::new(
         settings.http.generation_per_minute,
         settings.http.generation_burst,
@@ -151,6 +155,7 @@ pub async fn run(settings: Settings, dev: bool) -> anyhow::Result<()> {
             db,
             publisher: publisher.clone(),
             replies: replies.clone(),
+            dead_letters,
             tokens,
             templates,
             providers,
