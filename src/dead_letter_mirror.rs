@@ -1,18 +1,23 @@
 //! The dead-letter mirror: copies every entry of the capped `{<stream>}.dlq`
-//! streams into the `dead_letters` table, the durable record the admin API reads.
+//! streams into the `dead_letters` table, the durable record the admin API reads,
+//! and follows each stream's audit trail (`{<stream>}.dlq.audit`) so that a dead
+//! letter reprocessed or purged outside the API (the CLI, an auto-resolution rule)
+//! is marked too, and one handled before it was ever mirrored still gets its row.
 //!
-//! Every process runs it on a timer. It reads each dead-letter stream after that
-//! stream's newest recorded row (the checkpoint lives in the table itself), and
-//! records what it read; recording is idempotent by dead-letter id, so processes
-//! running it at once, or a run repeated after a crash, write nothing twice. A
-//! dead letter trimmed from Redis before any process mirrored it is lost to the
-//! table: the interval (2 s) is far shorter than any cap is reached in practice.
+//! Every process runs it on a timer. It reads each stream's dead letters and audit
+//! trail after a checkpoint kept in the database; recording is idempotent by
+//! dead-letter id and a status only moves away from `open`, so processes running
+//! it at once, or a run repeated after a crash, change nothing twice. A dead letter
+//! trimmed from Redis before any process mirrored it (and never handled) is lost
+//! to the table: the interval (2 s) is far shorter than any cap is reached in
+//! practice.
 
 use std::time::Duration;
 
-use strategist_actors::{DeadLetterError, DeadLetters};
+use strategist_actors::{AuditAction, DeadLetterError, DeadLetters};
 
 use crate::database::Db;
+use crate::store::dead_letters::DeadLetterStatus;
 use crate::store::{Store, StoreError};
 
 /// How often every process mirrors.
@@ -32,28 +37,53 @@ pub enum MirrorError {
     Store(#[from] StoreError),
 }
 
-/// Mirrors one stream's new dead letters; returns how many rows were new.
+/// Mirrors one stream's new dead letters, then applies its new audit records;
+/// returns how many dead letters were new.
 pub async fn sync_stream(
     store: &Store,
     dl: &DeadLetters,
     stream: &str,
 ) -> Result<u64, MirrorError> {
-    let mut after = store
-        .dead_letter_checkpoint(stream)
-        .await?
-        .unwrap_or_else(|| "-".to_owned());
+    let (mut dlq_after, mut audit_after) = store.mirror_checkpoint(stream).await?;
     let mut new = 0;
     loop {
-        let page = dl.page(stream, &after, PAGE).await?;
-        let Some(last) = page.last() else {
-            return Ok(new);
-        };
-        after = last.entry_id().to_owned();
+        let page = dl.page(stream, &dlq_after, PAGE).await?;
+        let Some(last) = page.last() else { break };
         new += store.record_dead_letters(&page).await?;
+        dlq_after = last.entry_id().to_owned();
+        store
+            .save_mirror_checkpoint(stream, &dlq_after, &audit_after)
+            .await?;
         if page.len() < PAGE {
-            return Ok(new);
+            break;
         }
     }
+    // After the dead letters: a record of one read above marks its row rather
+    // than making it.
+    loop {
+        let page = dl.audit_page(stream, &audit_after, PAGE).await?;
+        let Some(last) = page.last_id else { break };
+        let done: Vec<_> = page
+            .records
+            .into_iter()
+            .map(|(entry, action)| {
+                let status = match action {
+                    AuditAction::Reprocessed => DeadLetterStatus::Reprocessed,
+                    AuditAction::Purged => DeadLetterStatus::Purged,
+                };
+                (entry, status)
+            })
+            .collect();
+        store.close_dead_letters(&done).await?;
+        audit_after = last;
+        store
+            .save_mirror_checkpoint(stream, &dlq_after, &audit_after)
+            .await?;
+        if page.read < PAGE {
+            break;
+        }
+    }
+    Ok(new)
 }
 
 /// Mirrors every stream of `dl`; returns how many rows were new.

@@ -530,10 +530,98 @@ fn dead_letter_flow(api: &Api) {
     assert_eq!(v["next_after"], purged.as_str());
 }
 
+/// The dead letters of `group` on `stream` in Redis whose event id is `event_id`.
+fn redis_dead_letter(c: &mut redis::Connection, stream: &str, event_id: &str) -> Option<String> {
+    let v: redis::Value = redis::cmd("XRANGE")
+        .arg(format!("{{{stream}}}.dlq"))
+        .arg("-")
+        .arg("+")
+        .query(c)
+        .unwrap();
+    strategist_actors::redis_io::parse_entries(v)
+        .into_iter()
+        .find(|e| {
+            let field = |k: &str| {
+                e.fields
+                    .iter()
+                    .find(|(f, _)| f == k)
+                    .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+            };
+            field("id").as_deref() == Some(event_id)
+                && field("dlq_group").as_deref() == Some("file-processor")
+        })
+        .map(|e| format!("{stream}:{}", e.id))
+}
+
+/// Dead letters handled with the CLI are marked in the table from the audit trail,
+/// even one the mirror had not seen yet.
+fn handled_elsewhere_flow(api: &Api) {
+    let admin = api.token("root", true);
+    let mut c = conn(&api.redis);
+    let bad = r#"{"file_id":"f2","file_size":"big"}"#;
+    let events: Vec<String> = (0..2)
+        .map(|_| xadd_event(&mut c, "contextual.events", "file.uploaded", bad))
+        .collect();
+    let mut ids = Vec::new();
+    eventually(
+        Duration::from_secs(20),
+        "both dead-lettered in Redis",
+        || {
+            ids = events
+                .iter()
+                .filter_map(|e| redis_dead_letter(&mut c, "contextual.events", e))
+                .collect();
+            ids.len() == 2
+        },
+    );
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_strategist"))
+            .args(args)
+            .env("REDIS_URL", api.redis.url())
+            .env_remove("STRATEGIST_STREAM_PREFIX")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    cli(&["dlq", "purge", &ids[0]]);
+    cli(&["dlq", "reprocess", &ids[1]]);
+    for (id, status) in [(&ids[0], "purged"), (&ids[1], "reprocessed")] {
+        eventually(
+            Duration::from_secs(15),
+            &format!("{id} marked {status}"),
+            || {
+                let r = api.call(
+                    "GET",
+                    &format!("/api/v1/dlq/{}", encode(id)),
+                    Some(&admin),
+                    None,
+                );
+                r.status == 200 && r.json()["status"] == status
+            },
+        );
+        let row = api.expect(
+            200,
+            "GET",
+            &format!("/api/v1/dlq/{}", encode(id)),
+            &admin,
+            None,
+        );
+        assert_eq!(row["reason"], "invalid_event", "{row}");
+        assert_eq!(row["group"], "file-processor", "{row}");
+        assert!(row["attempts"].as_i64() >= Some(1), "{row}");
+        assert_eq!(row["fields"]["data"], bad, "{row}");
+    }
+}
+
 #[test]
 fn dead_letters_are_kept_in_the_database_and_handled_through_the_api() {
     let api = Api::start(None);
     dead_letter_flow(&api);
+    handled_elsewhere_flow(&api);
 }
 
 #[test]
@@ -541,6 +629,7 @@ fn dead_letters_on_postgres() {
     let db = TestDb::postgres();
     let api = Api::start(Some(&db.url));
     dead_letter_flow(&api);
+    handled_elsewhere_flow(&api);
 }
 
 #[test]

@@ -5,9 +5,10 @@
 //!
 //! Before acting on a dead letter, its stream is mirrored once more, so that a dead
 //! letter that arrived since the last mirror run has its row, and its row is marked.
-//! A row stays `open` when its entry is gone from Redis (trimmed, or handled by the
-//! CLI): reprocessing it is refused (409, its fields are still in the table), and
-//! purging it just marks the row.
+//! What the CLI or an auto-resolution rule does is marked by the mirror from the
+//! audit trail. A row stays `open` when Redis trimmed its entry before anyone
+//! handled it: reprocessing it is refused (409; its fields are still in the
+//! table), and purging it just marks the row.
 //!
 //! Ids are `<stream>:<dead-letter entry id>` (`ai.events:1732881600000-0`); in a
 //! path they may be sent as they are or URL-encoded (`ai.events%3A1732881600000-0`).
@@ -290,8 +291,8 @@ async fn reprocess(
             match store.dead_letter(&row.id).await? {
                 Some(now) if now.status != DeadLetterStatus::Open.as_str() => Err(not_open(&now)),
                 _ => Err(ApiError::conflict(format!(
-                    "dead letter `{}` is no longer in Redis (trimmed, or handled outside the API); \
-                     its fields are kept in GET /api/v1/dlq/{{id}}",
+                    "dead letter `{}` is no longer in Redis (trimmed, or handled elsewhere a \
+                     moment ago); its fields are kept in GET /api/v1/dlq/{{id}}",
                     row.id
                 ))),
             }
@@ -426,13 +427,11 @@ async fn purge(
         Ok(()) | Err(DeadLetterError::NotFound(_)) => {}
         Err(e) => return Err(dead_letter_error(e)),
     }
-    if !store
+    let marked = store
         .mark_dead_letter(&row.id, DeadLetterStatus::Purged)
-        .await?
-    {
-        if let Some(now) = store.dead_letter(&row.id).await? {
-            return Err(not_open(&now));
-        }
+        .await?;
+    if !marked && let Some(now) = store.dead_letter(&row.id).await? {
+        return Err(not_open(&now));
     }
     Ok(HttpResponse::Ok().json(json!({ "id": row.id, "status": "purged" })))
 }

@@ -7,7 +7,10 @@
 //!   processes at once, inserts nothing new and never resets a row's status;
 //! - a status moves only from `open` to `reprocessed` or `purged`, never back;
 //! - rows are ordered by their dead-letter entry id (`entry_ms`, `entry_seq`), the
-//!   order Redis gave them, so the newest row of a stream is the mirror's checkpoint.
+//!   order Redis gave them;
+//! - the mirror's checkpoint is kept apart from the rows, because rows also come
+//!   from the audit trail (dead letters handled before they were mirrored), whose
+//!   ids may be ahead of dead letters not yet read.
 
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
@@ -16,6 +19,7 @@ use sea_orm::{
 use strategist_actors::DeadLetterEntry;
 
 use super::entities::dead_letter::{self, Column, Entity as DeadLetterRows};
+use super::entities::dead_letter_checkpoint as checkpoint;
 use super::event_store::entry_parts;
 use super::{Store, StoreError};
 
@@ -116,20 +120,82 @@ impl Store {
         Ok(new)
     }
 
-    /// The newest recorded dead-letter entry id of `stream` (`ms-seq`), where the
-    /// mirror goes on reading.
-    pub async fn dead_letter_checkpoint(&self, stream: &str) -> Result<Option<String>, StoreError> {
-        let last: Option<(i64, i64)> = DeadLetterRows::find()
-            .select_only()
-            .column(Column::EntryMs)
-            .column(Column::EntrySeq)
-            .filter(Column::Stream.eq(stream))
-            .order_by_desc(Column::EntryMs)
-            .order_by_desc(Column::EntrySeq)
-            .into_tuple()
+    /// How far the mirror has read `stream`'s dead letters and audit trail:
+    /// (dead-letter entry id, audit entry id), `-` for the start.
+    pub async fn mirror_checkpoint(&self, stream: &str) -> Result<(String, String), StoreError> {
+        Ok(checkpoint::Entity::find_by_id(stream.to_owned())
             .one(&self.db)
+            .await?
+            .map(|c| (c.dlq_after, c.audit_after))
+            .unwrap_or_else(|| ("-".to_owned(), "-".to_owned())))
+    }
+
+    /// Records how far the mirror has read. Two processes may move it back and
+    /// forth; reading again from an older position only records nothing new.
+    pub async fn save_mirror_checkpoint(
+        &self,
+        stream: &str,
+        dlq_after: &str,
+        audit_after: &str,
+    ) -> Result<(), StoreError> {
+        let row = checkpoint::ActiveModel {
+            stream: Set(stream.to_owned()),
+            dlq_after: Set(dlq_after.to_owned()),
+            audit_after: Set(audit_after.to_owned()),
+            updated_at_ms: Set(chrono::Utc::now().timestamp_millis()),
+        };
+        checkpoint::Entity::insert(row)
+            .on_conflict(
+                OnConflict::column(checkpoint::Column::Stream)
+                    .update_columns([
+                        checkpoint::Column::DlqAfter,
+                        checkpoint::Column::AuditAfter,
+                        checkpoint::Column::UpdatedAtMs,
+                    ])
+                    .to_owned(),
+            )
+            .exec_without_returning(&self.db)
             .await?;
-        Ok(last.map(|(ms, seq)| format!("{ms}-{seq}")))
+        Ok(())
+    }
+
+    /// Records what was done to dead letters outside the API (the CLI, the
+    /// auto-resolver), as their audit trail says: an open row is moved to the
+    /// status, and a dead letter handled before it was ever mirrored gets its row,
+    /// already closed.
+    pub async fn close_dead_letters(
+        &self,
+        done: &[(DeadLetterEntry, DeadLetterStatus)],
+    ) -> Result<(), StoreError> {
+        let now = chrono::Utc::now().timestamp_millis();
+        for chunk in done.chunks(500) {
+            let rows = chunk.iter().map(|(e, st)| {
+                let mut row = row_of(e, now);
+                row.status = Set(st.as_str().to_owned());
+                row
+            });
+            DeadLetterRows::insert_many(rows)
+                .on_conflict(OnConflict::column(Column::Id).do_nothing().to_owned())
+                .exec_without_returning(&self.db)
+                .await?;
+        }
+        for status in [DeadLetterStatus::Reprocessed, DeadLetterStatus::Purged] {
+            let ids: Vec<String> = done
+                .iter()
+                .filter(|(_, st)| *st == status)
+                .map(|(e, _)| e.id.clone())
+                .collect();
+            for ids in ids.chunks(500) {
+                DeadLetterRows::update_many()
+                    .col_expr(Column::Status, Expr::value(status.as_str()))
+                    .col_expr(Column::UpdatedAtMs, Expr::value(now))
+                    .filter(Column::Id.is_in(ids.to_vec()))
+                    .filter(Column::Status.eq(DeadLetterStatus::Open.as_str()))
+                    .exec(&self.db)
+                    .await?;
+            }
+        }
+        Ok(())
     }
 
     /// Dead letters in the order they arrived, paged by `after`.

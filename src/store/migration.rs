@@ -559,10 +559,11 @@ impl MigrationTrait for M0005Ai {
     }
 }
 
-/// The durable record of dead letters (the Redis dead-letter streams are capped).
-/// `idx_dead_letters_stream_order` serves the mirror's checkpoint (the newest row
-/// of a stream) and listing by stream; `idx_dead_letters_order` listing across
-/// streams; `idx_dead_letters_status` the open ones.
+/// The durable record of dead letters (the Redis dead-letter streams are capped),
+/// and how far the mirror has read each stream's dead letters and audit trail.
+/// `idx_dead_letters_stream_order` serves listing by stream,
+/// `idx_dead_letters_order` listing across streams, `idx_dead_letters_status` the
+/// open ones.
 struct M0006DeadLetters;
 
 impl MigrationName for M0006DeadLetters {
@@ -589,6 +590,15 @@ enum DeadLetters {
     Reprocessed,
     Fields,
     Status,
+    UpdatedAtMs,
+}
+
+#[derive(DeriveIden)]
+enum DeadLetterCheckpoints {
+    Table,
+    Stream,
+    DlqAfter,
+    AuditAfter,
     UpdatedAtMs,
 }
 
@@ -647,6 +657,18 @@ impl MigrationTrait for M0006DeadLetters {
                 .if_not_exists()
                 .col(D::Status)
                 .col(D::EntryMs)
+                .to_owned(),
+        )
+        .await?;
+        use DeadLetterCheckpoints as C;
+        m.create_table(
+            Table::create()
+                .table(C::Table)
+                .if_not_exists()
+                .col(ColumnDef::new(C::Stream).string().not_null().primary_key())
+                .col(ColumnDef::new(C::DlqAfter).string().not_null())
+                .col(ColumnDef::new(C::AuditAfter).string().not_null())
+                .col(ColumnDef::new(C::UpdatedAtMs).big_integer().not_null())
                 .to_owned(),
         )
         .await
