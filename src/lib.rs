@@ -12,6 +12,7 @@
 //! - [`projections`]: projection groups (user preferences).
 //! - [`sagas`]: the FileProcessingSaga on the engine's saga runtime.
 //! - [`database`]: the database as the service sees it (opened in the background).
+//! - [`dead_letter_mirror`]: copies the Redis dead-letter streams into the database.
 //! - [`config`]: settings from `config/default.toml`, a file and the environment.
 //! - [`serve`]: `strategist serve`, start-up and graceful shutdown.
 //! - [`hooks`]: what the application publishes when the engine decides alone.
@@ -29,6 +30,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod database;
+pub mod dead_letter_mirror;
 pub mod events;
 pub mod hooks;
 pub mod http;

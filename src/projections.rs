@@ -1,5 +1,6 @@
 //! The application's projections, each a consumer group whose handler applies events
-//! to its tables exactly once (see `store::preferences`).
+//! to its tables exactly once (see `store::preferences`), and their rebuild from the
+//! event store (shared by `strategist projections rebuild` and the admin API).
 
 use std::time::Duration;
 
@@ -8,6 +9,7 @@ use strategist_actors::{Delivery, Envelope, Handler, Pool, PoolOptions, TypeOpti
 use crate::database::{self, Db};
 use crate::events::streams;
 use crate::store::preferences::{PROJECTION, TYPES};
+use crate::store::{Store, StoreError};
 
 /// Most events applied in one transaction.
 const BATCH: usize = 256;
@@ -58,4 +60,80 @@ pub fn user_preferences(db: Db, mut options: PoolOptions) -> Pool {
         pool.handle(streams::USER, t, handler.clone());
     }
     pool
+}
+
+/// Why a rebuild did not happen or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum RebuildError {
+    /// No projection has this name.
+    #[error("unknown projection `{0}` (known: {known})", known = NAMES.join(", "))]
+    Unknown(String),
+    /// The users to rebuild could not be listed.
+    #[error("listing users: {0}")]
+    Users(StoreError),
+    /// One user's rebuild failed, after retries.
+    #[error("rebuilding user {user}: {source}")]
+    User {
+        /// The user.
+        user: String,
+        /// What failed.
+        source: StoreError,
+    },
+}
+
+/// Refuses a name that is not a projection's.
+pub fn check_name(name: &str) -> Result<(), RebuildError> {
+    if NAMES.contains(&name) {
+        Ok(())
+    } else {
+        Err(RebuildError::Unknown(name.to_owned()))
+    }
+}
+
+/// Rebuilds projection `name` from the event store for one user or for every
+/// user it knows, safe while live events keep arriving. `progress(done, total,
+/// events)` is called after each user. Returns (users, events replayed).
+pub async fn rebuild(
+    store: &Store,
+    name: &str,
+    user: Option<String>,
+    mut progress: impl FnMut(usize, usize, usize),
+) -> Result<(usize, usize), RebuildError> {
+    check_name(name)?;
+    let users = match user {
+        Some(u) => vec![u],
+        None => store
+            .preference_users()
+            .await
+            .map_err(RebuildError::Users)?,
+    };
+    let total = users.len();
+    let mut events = 0;
+    for (i, u) in users.iter().enumerate() {
+        events += rebuild_user(store, u).await?;
+        progress(i + 1, total, events);
+    }
+    Ok((total, events))
+}
+
+/// One user's rebuild, tried again when it collides with a live write of the same
+/// user (a new row inserted by both, say).
+async fn rebuild_user(store: &Store, user: &str) -> Result<usize, RebuildError> {
+    let mut attempt = 0;
+    loop {
+        match store.rebuild_preferences(user).await {
+            Ok(n) => return Ok(n),
+            Err(e) if attempt < 5 => {
+                attempt += 1;
+                tracing::debug!(user, error = %e, "rebuild collided with a live write; again");
+                tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
+            }
+            Err(source) => {
+                return Err(RebuildError::User {
+                    user: user.to_owned(),
+                    source,
+                });
+            }
+        }
+    }
 }

@@ -3,7 +3,7 @@
 //! Order at start: configuration, Redis (fail fast with one line), the database
 //! (opened and migrated, retried in the background while it is down), the reply
 //! listener, the engine (groups, routers, workers, saga, retention keeper,
-//! dead-letter resolver), HTTP. At SIGINT/SIGTERM: stop reading, let in-flight work
+//! dead-letter resolver), the dead-letter mirror, HTTP. At SIGINT/SIGTERM: stop reading, let in-flight work
 //! finish and be acked within the grace period, stop HTTP, exit 0.
 //!
 //! Roles: `--pools a,b` runs only those consumer groups (`--pools none`: an API-only
@@ -25,7 +25,9 @@ use crate::config::Settings;
 use crate::database::Db;
 use crate::local_redis::LocalRedis;
 use crate::sagas::file_processing;
-use crate::{archiver, events, hooks, http, pools, projections, redis_conn, telemetry};
+use crate::{
+    archiver, dead_letter_mirror, events, hooks, http, pools, projections, redis_conn, telemetry,
+};
 
 /// The streams whose events answer requests (request-response).
 const REPLY_STREAMS: [&str; 1] = [events::streams::AI];
@@ -165,7 +167,7 @@ pub async fn run(mut settings: Settings, opts: ServeOptions) -> anyhow::Result<(
             Duration::from_millis(settings.retention.report_interval_ms),
         )
         .auto_resolve(
-            dead_letters,
+            dead_letters.clone(),
             d.rules.clone(),
             Duration::from_millis(d.auto_resolve_interval_ms),
         )
@@ -174,6 +176,8 @@ pub async fn run(mut settings: Settings, opts: ServeOptions) -> anyhow::Result<(
         .start()
         .await
         .context("starting the worker pools")?;
+    // Every process mirrors the dead letters into the database (idempotent upserts).
+    dead_letter_mirror::spawn(db.clone(), dead_letters.clone());
 
     let server = if opts.no_http {
         tracing::info!(
@@ -200,6 +204,7 @@ pub async fn run(mut settings: Settings, opts: ServeOptions) -> anyhow::Result<(
             db,
             publisher: publisher.clone(),
             replies: replies.clone(),
+            dead_letters,
             tokens: tokens.clone(),
             templates,
             providers,

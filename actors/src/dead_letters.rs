@@ -6,7 +6,10 @@
 //! redelivery stream of the one group that failed it (no other group sees it again),
 //! as a new entry, so its attempts start from one; it also counts the times in the
 //! field `reprocessed`. Purging removes it and records what was removed in
-//! `{<stream>}.dlq.audit`. Each of these is one atomic step.
+//! `{<stream>}.dlq.audit`. Each of these is one atomic step. Every audit record
+//! names the dead letter (`dlq_id` for a purge, `dlq_entry_id` for a reprocess) and
+//! carries its `dlq_*` and original fields, so the record alone can rebuild it
+//! ([`audit_record`] reads one back).
 //!
 //! This file is the dead-letter contract in one place: the reasons
 //! ([`DeadLetterReason`], parsed at the edge), the `dlq_*` fields written
@@ -369,11 +372,14 @@ impl DeadLetters {
             .arg(format!("purge: {note}"))
             .arg("dlq_id")
             .arg(&d.id);
+        let attempts = d.attempts.to_string();
         for (k, v) in [
             ("dlq_reason", &d.reason),
             ("dlq_error", &d.error),
             ("dlq_group", &d.group),
             ("dlq_original_id", &d.original_id),
+            ("dlq_attempts", &attempts),
+            ("dlq_at", &d.at),
         ] {
             audit.arg(k).arg(v);
         }
@@ -414,6 +420,94 @@ impl DeadLetters {
         }
         Ok((stream, entry))
     }
+}
+
+/// What an audit record says was done to a dead letter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditAction {
+    /// Sent back to the group that failed it (reprocess, upcast).
+    Reprocessed,
+    /// Removed (purge, a drop rule).
+    Purged,
+}
+
+/// One page of an audit trail: the dead letters it names with what was done, and
+/// the id of the last record read (where the next page starts).
+#[derive(Debug, Clone, Default)]
+pub struct AuditPage {
+    /// Each named dead letter, rebuilt from the record, and what was done to it.
+    pub records: Vec<(DeadLetterEntry, AuditAction)>,
+    /// The last audit entry id read, `None` when there was nothing after `after`.
+    pub last_id: Option<String>,
+    /// Entries read, named or not (a full page means there may be more).
+    pub read: usize,
+}
+
+impl DeadLetters {
+    /// One page of `stream`'s audit trail after audit entry id `after` (`-` for
+    /// the start), at most `limit` records. Records that name no dead letter (from
+    /// an engine before they did) are read and skipped.
+    pub async fn audit_page(
+        &self,
+        stream: &str,
+        after: &str,
+        limit: usize,
+    ) -> Result<AuditPage, DeadLetterError> {
+        let start = if after == "-" {
+            "-".to_owned()
+        } else {
+            format!("({after}")
+        };
+        let v: redis::Value = redis::cmd("XRANGE")
+            .arg(self.keys.audit(stream))
+            .arg(start)
+            .arg("+")
+            .arg("COUNT")
+            .arg(limit)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        let entries = redis_io::parse_entries(v);
+        Ok(AuditPage {
+            read: entries.len(),
+            last_id: entries.last().map(|e| e.id.clone()),
+            records: entries
+                .into_iter()
+                .filter_map(|e| audit_record(stream, e))
+                .collect(),
+        })
+    }
+}
+
+/// Reads an audit record back into the dead letter it names (the decoder of what
+/// `purge` and `redeliver.lua` write).
+fn audit_record(stream: &str, e: redis_io::Entry) -> Option<(DeadLetterEntry, AuditAction)> {
+    let mut action = None;
+    let mut dlq_entry = None;
+    let mut fields = Vec::with_capacity(e.fields.len());
+    for (k, v) in e.fields {
+        match k.as_str() {
+            "action" => action = Some(String::from_utf8_lossy(&v).into_owned()),
+            "dlq_entry_id" => dlq_entry = Some(String::from_utf8_lossy(&v).into_owned()),
+            "dlq_id" => {
+                let id = String::from_utf8_lossy(&v).into_owned();
+                dlq_entry = id.rsplit_once(':').map(|(_, e)| e.to_owned());
+            }
+            "redelivered_as" => {}
+            _ => fields.push((k, v)),
+        }
+    }
+    let action = match action?.split(':').next()? {
+        "reprocess" => AuditAction::Reprocessed,
+        "purge" => AuditAction::Purged,
+        _ => return None,
+    };
+    let entry = redis_io::Entry {
+        id: dlq_entry?,
+        fields,
+        deliveries: 0,
+        key: String::new(),
+    };
+    Some((to_entry(stream, entry), action))
 }
 
 /// In a bulk operation, a dead letter another process handled first is skipped:
@@ -474,5 +568,63 @@ fn to_entry(stream: &str, e: redis_io::Entry) -> DeadLetterEntry {
             .and_then(|v| v.parse().ok())
             .unwrap_or(0),
         fields,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(id: &str, fields: &[(&str, &str)]) -> redis_io::Entry {
+        redis_io::Entry {
+            id: id.to_owned(),
+            fields: fields
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), v.as_bytes().to_vec()))
+                .collect(),
+            deliveries: 0,
+            key: String::new(),
+        }
+    }
+
+    const LETTER: [(&str, &str); 8] = [
+        ("dlq_reason", "invalid_event"),
+        ("dlq_error", "bad"),
+        ("dlq_group", "g"),
+        ("dlq_attempts", "3"),
+        ("dlq_original_id", "5-0"),
+        ("dlq_at", "2026-11-29T12:00:00.000Z"),
+        ("id", "E1"),
+        ("type", "file.uploaded"),
+    ];
+
+    #[test]
+    fn an_audit_record_names_the_dead_letter_it_was_about() {
+        let mut purge = vec![("action", "purge: cli"), ("dlq_id", "s:7-1")];
+        purge.extend(LETTER);
+        let (d, action) = audit_record("s", entry("100-0", &purge)).unwrap();
+        assert_eq!(action, AuditAction::Purged);
+        assert_eq!(d.id, "s:7-1");
+        assert_eq!(
+            (d.reason.as_str(), d.group.as_str(), d.attempts),
+            ("invalid_event", "g", 3)
+        );
+        assert_eq!(d.event_id.as_deref(), Some("E1"));
+        assert!(!d.fields.contains_key("action") && !d.fields.contains_key("dlq_id"));
+
+        let mut again = vec![
+            ("action", "reprocess: api"),
+            ("redelivered_as", "9-0"),
+            ("dlq_entry_id", "7-2"),
+        ];
+        again.extend(LETTER);
+        let (d, action) = audit_record("s", entry("101-0", &again)).unwrap();
+        assert_eq!(action, AuditAction::Reprocessed);
+        assert_eq!(d.id, "s:7-2");
+        assert!(!d.fields.contains_key("redelivered_as"));
+
+        // From an engine that did not name the dead letter: skipped.
+        let old = [("action", "reprocess: api"), ("redelivered_as", "9-0")];
+        assert!(audit_record("s", entry("102-0", &old)).is_none());
     }
 }

@@ -68,7 +68,9 @@ pub use auto_resolve::{AutoResolver, ResolutionAction, ResolutionRule};
 pub use budget::RestartBudget;
 pub use builder::EngineBuilder;
 pub use catalog::{Catalog, CheckError, EventType};
-pub use dead_letters::{DeadLetterEntry, DeadLetterError, DeadLetterFilter, DeadLetters};
+pub use dead_letters::{
+    AuditAction, AuditPage, DeadLetterEntry, DeadLetterError, DeadLetterFilter, DeadLetters,
+};
 pub use engine::{Engine, EngineConfig, EngineError, RouteInfo};
 pub use envelope::{DecodeError, Envelope};
 pub use handler::{Delivery, Event, Handler, HandlerError};

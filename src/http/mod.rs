@@ -10,16 +10,21 @@
 mod auth;
 mod body;
 mod content;
+mod dlq;
 mod error;
+mod events;
 mod health;
 mod limits;
 mod openapi;
+mod preferences;
+mod projections;
+mod streams;
 
 use std::sync::Arc;
 
 use actix_web::{App, HttpServer, dev::ServerHandle, web};
 use redis::aio::ConnectionManager;
-use strategist_actors::{Health, Publisher, Replies};
+use strategist_actors::{DeadLetters, Health, Publisher, Replies};
 use utoipa_actix_web::AppExt as _;
 
 pub use auth::Caller;
@@ -44,6 +49,8 @@ pub struct AppState {
     pub publisher: Publisher,
     /// The process's reply listener (request-response).
     pub replies: Replies,
+    /// The dead letters of every stream (the admin's actions go through it).
+    pub dead_letters: DeadLetters,
     /// Verifies bearer tokens.
     pub tokens: Tokens,
     /// Prompt templates of content generation.
@@ -79,7 +86,15 @@ fn app(
         .app_data(json)
         .app_data(web::QueryConfig::default().error_handler(error::query_error))
         .app_data(web::PathConfig::default().error_handler(error::path_error))
-        .service(utoipa_actix_web::scope("/api/v1").configure(content::routes))
+        .service(
+            utoipa_actix_web::scope("/api/v1")
+                .configure(content::routes)
+                .configure(events::routes)
+                .configure(preferences::routes)
+                .configure(projections::routes)
+                .configure(streams::routes)
+                .configure(dlq::routes),
+        )
         .split_for_parts();
     app.wrap(actix_web::middleware::Condition::new(
         !http.cors_origins.is_empty(),

@@ -14,6 +14,7 @@ impl MigratorTrait for Migrator {
             Box::new(M0003Sagas),
             Box::new(M0004SagaOutbox),
             Box::new(M0005Ai),
+            Box::new(M0006DeadLetters),
         ]
     }
 }
@@ -552,6 +553,122 @@ impl MigrationTrait for M0005Ai {
                         .big_integer()
                         .null(),
                 )
+                .to_owned(),
+        )
+        .await
+    }
+}
+
+/// The durable record of dead letters (the Redis dead-letter streams are capped),
+/// and how far the mirror has read each stream's dead letters and audit trail.
+/// `idx_dead_letters_stream_order` serves listing by stream,
+/// `idx_dead_letters_order` listing across streams, `idx_dead_letters_status` the
+/// open ones.
+struct M0006DeadLetters;
+
+impl MigrationName for M0006DeadLetters {
+    fn name(&self) -> &str {
+        "m0006_dead_letters"
+    }
+}
+
+#[derive(DeriveIden)]
+enum DeadLetters {
+    Table,
+    Id,
+    Stream,
+    EntryMs,
+    EntrySeq,
+    EventId,
+    EventType,
+    Reason,
+    Error,
+    GroupName,
+    Attempts,
+    OriginalId,
+    At,
+    Reprocessed,
+    Fields,
+    Status,
+    UpdatedAtMs,
+}
+
+#[derive(DeriveIden)]
+enum DeadLetterCheckpoints {
+    Table,
+    Stream,
+    DlqAfter,
+    AuditAfter,
+    UpdatedAtMs,
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for M0006DeadLetters {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        use DeadLetters as D;
+        m.create_table(
+            Table::create()
+                .table(D::Table)
+                .if_not_exists()
+                .col(ColumnDef::new(D::Id).string().not_null().primary_key())
+                .col(ColumnDef::new(D::Stream).string().not_null())
+                .col(ColumnDef::new(D::EntryMs).big_integer().not_null())
+                .col(ColumnDef::new(D::EntrySeq).big_integer().not_null())
+                .col(ColumnDef::new(D::EventId).string().null())
+                .col(ColumnDef::new(D::EventType).string().null())
+                .col(ColumnDef::new(D::Reason).string().not_null())
+                .col(ColumnDef::new(D::Error).text().not_null())
+                .col(ColumnDef::new(D::GroupName).string().not_null())
+                .col(ColumnDef::new(D::Attempts).integer().not_null())
+                .col(ColumnDef::new(D::OriginalId).string().not_null())
+                .col(ColumnDef::new(D::At).string().not_null())
+                .col(ColumnDef::new(D::Reprocessed).integer().not_null())
+                .col(ColumnDef::new(D::Fields).text().not_null())
+                .col(ColumnDef::new(D::Status).string().not_null())
+                .col(ColumnDef::new(D::UpdatedAtMs).big_integer().not_null())
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(
+            Index::create()
+                .name("idx_dead_letters_stream_order")
+                .table(D::Table)
+                .if_not_exists()
+                .col(D::Stream)
+                .col(D::EntryMs)
+                .col(D::EntrySeq)
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(
+            Index::create()
+                .name("idx_dead_letters_order")
+                .table(D::Table)
+                .if_not_exists()
+                .col(D::EntryMs)
+                .col(D::EntrySeq)
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(
+            Index::create()
+                .name("idx_dead_letters_status")
+                .table(D::Table)
+                .if_not_exists()
+                .col(D::Status)
+                .col(D::EntryMs)
+                .to_owned(),
+        )
+        .await?;
+        use DeadLetterCheckpoints as C;
+        m.create_table(
+            Table::create()
+                .table(C::Table)
+                .if_not_exists()
+                .col(ColumnDef::new(C::Stream).string().not_null().primary_key())
+                .col(ColumnDef::new(C::DlqAfter).string().not_null())
+                .col(ColumnDef::new(C::AuditAfter).string().not_null())
+                .col(ColumnDef::new(C::UpdatedAtMs).big_integer().not_null())
                 .to_owned(),
         )
         .await

@@ -2,6 +2,8 @@
 
 pub mod ai_request;
 pub mod content_draft;
+pub mod dead_letter;
+pub mod dead_letter_checkpoint;
 pub mod event;
 pub mod preference_history;
 pub mod projection_applied;

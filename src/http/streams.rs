@@ -1,0 +1,184 @@
+//! `GET /streams` (admin): what Redis says of each of the seven streams and of each
+//! consumer group reading it (`XINFO STREAM`, `XINFO GROUPS`).
+//!
+//! A stream nobody has written to yet is listed with length 0 and no ids, so the
+//! answer always has the seven. `lag` and `entries_read` are null where Redis cannot
+//! tell (before 7.0, or after deletions inside the group's range).
+
+use actix_web::{HttpResponse, get, web};
+use redis::Value;
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_actix_web::service_config::ServiceConfig;
+
+use super::{ApiError, AppState, Caller, ErrorBody};
+use crate::events::streams;
+
+pub(super) fn routes(cfg: &mut ServiceConfig) {
+    cfg.service(list);
+}
+
+/// One stream.
+#[derive(Debug, Serialize, ToSchema)]
+pub(super) struct StreamInfo {
+    /// Its name, without the key prefix.
+    name: String,
+    /// Entries in it now.
+    length: i64,
+    /// Id of its first entry.
+    first_id: Option<String>,
+    /// Id of its last entry.
+    last_id: Option<String>,
+    /// Its consumer groups.
+    groups: Vec<GroupInfo>,
+}
+
+/// One consumer group of a stream.
+#[derive(Debug, Serialize, ToSchema)]
+pub(super) struct GroupInfo {
+    /// The group (the worker pool's name).
+    name: String,
+    /// Consumers in it.
+    consumers: i64,
+    /// Entries delivered and not acked yet.
+    pending: i64,
+    /// Entries not delivered yet; null when Redis cannot tell.
+    lag: Option<i64>,
+    /// Entries the group has read; null when Redis cannot tell.
+    entries_read: Option<i64>,
+    /// The last entry delivered to the group.
+    last_delivered_id: Option<String>,
+}
+
+/// A reply's key/value pairs, from a RESP2 flat array or a RESP3 map.
+fn pairs(v: Value) -> Vec<(String, Value)> {
+    match v {
+        Value::Map(kv) => kv
+            .into_iter()
+            .filter_map(|(k, v)| text(&k).map(|k| (k, v)))
+            .collect(),
+        Value::Array(items) => {
+            let mut out = Vec::with_capacity(items.len() / 2);
+            let mut it = items.into_iter();
+            while let (Some(k), Some(v)) = (it.next(), it.next()) {
+                if let Some(k) = text(&k) {
+                    out.push((k, v));
+                }
+            }
+            out
+        }
+        _ => Vec::new(),
+    }
+}
+
+fn text(v: &Value) -> Option<String> {
+    match v {
+        Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
+        Value::SimpleString(s) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+fn int(v: &Value) -> Option<i64> {
+    match v {
+        Value::Int(i) => Some(*i),
+        other => text(other).and_then(|s| s.parse().ok()),
+    }
+}
+
+/// The id of an entry as `XINFO STREAM` gives it (`[id, [fields]]`), or nil.
+fn entry_id(v: &Value) -> Option<String> {
+    match v {
+        Value::Array(parts) => parts.first().and_then(text),
+        _ => None,
+    }
+}
+
+fn no_such_key(e: &redis::RedisError) -> bool {
+    e.to_string().contains("no such key")
+}
+
+async fn stream_info(state: &AppState, name: &str) -> Result<StreamInfo, ApiError> {
+    let key = state.publisher.keys().stream(name);
+    let mut conn = state.redis.clone();
+    let mut info = StreamInfo {
+        name: name.to_owned(),
+        length: 0,
+        first_id: None,
+        last_id: None,
+        groups: Vec::new(),
+    };
+    let stream: Value = match redis::cmd("XINFO")
+        .arg("STREAM")
+        .arg(&key)
+        .query_async(&mut conn)
+        .await
+    {
+        Ok(v) => v,
+        Err(e) if no_such_key(&e) => return Ok(info),
+        Err(e) => return Err(e.into()),
+    };
+    for (k, v) in pairs(stream) {
+        match k.as_str() {
+            "length" => info.length = int(&v).unwrap_or(0),
+            "first-entry" => info.first_id = entry_id(&v),
+            "last-entry" => info.last_id = entry_id(&v),
+            _ => {}
+        }
+    }
+    let groups: Vec<Value> = match redis::cmd("XINFO")
+        .arg("GROUPS")
+        .arg(&key)
+        .query_async(&mut conn)
+        .await
+    {
+        Ok(v) => v,
+        // Deleted between the two calls.
+        Err(e) if no_such_key(&e) => Vec::new(),
+        Err(e) => return Err(e.into()),
+    };
+    for g in groups {
+        let mut group = GroupInfo {
+            name: String::new(),
+            consumers: 0,
+            pending: 0,
+            lag: None,
+            entries_read: None,
+            last_delivered_id: None,
+        };
+        for (k, v) in pairs(g) {
+            match k.as_str() {
+                "name" => group.name = text(&v).unwrap_or_default(),
+                "consumers" => group.consumers = int(&v).unwrap_or(0),
+                "pending" => group.pending = int(&v).unwrap_or(0),
+                "lag" => group.lag = int(&v),
+                "entries-read" => group.entries_read = int(&v),
+                "last-delivered-id" => group.last_delivered_id = text(&v),
+                _ => {}
+            }
+        }
+        info.groups.push(group);
+    }
+    info.groups.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(info)
+}
+
+/// Every stream with its length, first and last entry id, and its groups.
+#[utoipa::path(
+    tag = "admin",
+    responses(
+        (status = 200, description = "`{streams: [...]}`, the seven streams in the contract's order", body = Object),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 503, body = ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
+#[get("/streams")]
+async fn list(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, ApiError> {
+    caller.require_admin()?;
+    let mut out = Vec::with_capacity(streams::ALL.len());
+    for name in streams::ALL {
+        out.push(stream_info(&state, name).await?);
+    }
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "streams": out })))
+}
