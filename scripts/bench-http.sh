@@ -36,8 +36,9 @@ wrk.headers["Authorization"] = "Bearer $token"
 wrk.body = '{"contextual_core_id":"core-1","content_type":"social_post","prompt_template":"social_post","variables":{"topic":"the benchmark","audience":"engineers"},"max_tokens":200}'
 LUA
 run() { # name url conns [script]
-  local out
-  out=$(wrk -t2 -c"$3" -d"${secs}s" --latency ${4:+-s "$4"} "$2" 2>&1)
+  local out t=2
+  [ "$3" -lt 2 ] && t=1
+  out=$(wrk -t"$t" -c"$3" -d"${secs}s" --latency ${4:+-s "$4"} "$2" 2>&1)
   local rps p50 p99 errs
   rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
   p50=$(awk '$1=="50%" {print $2}' <<<"$out")

@@ -105,6 +105,12 @@ pub struct HttpSettings {
     pub generation_per_minute: u32,
     /// Burst of the same limit.
     pub generation_burst: u32,
+    /// Event types a non-admin may publish with `POST /events`.
+    pub user_publishable_types: Vec<String>,
+    /// Body limits of single routes (the route's pattern, e.g.
+    /// `/api/v1/events`), over `max_json_bytes`.
+    #[serde(default)]
+    pub body_limits: BTreeMap<String, usize>,
 }
 
 /// `[ai]`

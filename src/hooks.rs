@@ -5,16 +5,27 @@
 //! Hooks are called from actor threads and must return at once, so each publish is
 //! spawned. Events about people carry personal data: nothing here logs payloads.
 
-use strategist_actors::{Hooks, Publisher, RetentionReport};
+use strategist_actors::{DeadLetter, Hooks, Publisher, RetentionReport};
 
 use crate::events::system::{SystemErrorCritical, SystemPerformanceDegraded};
 
+/// What else happens when an entry is dead-lettered (e.g. a request that will now
+/// never be answered is marked failed).
+pub type OnDeadLetter = std::sync::Arc<dyn Fn(&DeadLetter) + Send + Sync>;
+
 /// The hooks of `serve`.
-pub fn build(publisher: Publisher, critical_types: Vec<String>) -> Hooks {
+pub fn build(
+    publisher: Publisher,
+    critical_types: Vec<String>,
+    also: Option<OnDeadLetter>,
+) -> Hooks {
     let (p1, p2, p4) = (publisher.clone(), publisher.clone(), publisher.clone());
     let p3 = publisher;
     Hooks::default()
         .on_dead_letter(move |d| {
+            if let Some(f) = &also {
+                f(d);
+            }
             tracing::warn!(
                 stream = %d.stream, group = %d.group, entry = %d.original_id,
                 reason = %d.reason, attempts = d.attempts, "dead letter"

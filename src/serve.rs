@@ -95,8 +95,6 @@ pub async fn run(mut settings: Settings, opts: ServeOptions) -> anyhow::Result<(
     let streams: Vec<String> = events::streams::ALL.iter().map(|s| s.to_string()).collect();
     let dead_letters = DeadLetters::new(shared.clone(), keys.clone(), streams.clone());
     let d = &settings.dead_letters;
-    let hooks = hooks::build(publisher.clone(), d.critical_types.clone())
-        .with_span(telemetry::handler_span);
     let retention: Vec<StreamRetention> = streams
         .iter()
         .map(|s| {
@@ -118,6 +116,16 @@ pub async fn run(mut settings: Settings, opts: ServeOptions) -> anyhow::Result<(
         providers.clone(),
         templates.clone(),
     ));
+    let on_ai_dead_letter: hooks::OnDeadLetter = {
+        let ai = ai_workers.clone();
+        Arc::new(move |d| ai.dead_lettered(d))
+    };
+    let hooks = hooks::build(
+        publisher.clone(),
+        d.critical_types.clone(),
+        Some(on_ai_dead_letter),
+    )
+    .with_span(telemetry::handler_span);
     let mut all: Vec<Pool> = pools::build(&settings, Some(&ai_workers))?;
     all.push(archiver::pool(
         db.clone(),
@@ -179,6 +187,7 @@ pub async fn run(mut settings: Settings, opts: ServeOptions) -> anyhow::Result<(
     // Every process mirrors the dead letters into the database (idempotent upserts).
     dead_letter_mirror::spawn(db.clone(), dead_letters.clone());
 
+    check_cors(&settings.http.cors_origins)?;
     let server = if opts.no_http {
         tracing::info!(
             routers = engine.routes().len(),
@@ -221,7 +230,16 @@ pub async fn run(mut settings: Settings, opts: ServeOptions) -> anyhow::Result<(
     };
 
     let signal = wait_for_signal().await?;
-    tracing::info!(signal, "shutting down: draining in-flight work");
+    tracing::info!(
+        signal,
+        "shutting down: no new connections; requests in flight finish, then the workers drain"
+    );
+    // HTTP first, while the engine still runs: a request waiting for its answer can
+    // still get it (up to the server's shutdown timeout).
+    if let Some(server) = server {
+        server.pause().await;
+        server.stop(true).await;
+    }
     let grace = Duration::from_millis(settings.shutdown.grace_ms);
     if engine.drain(grace).await {
         tracing::info!("drained; every finished entry is acked");
@@ -230,9 +248,6 @@ pub async fn run(mut settings: Settings, opts: ServeOptions) -> anyhow::Result<(
             grace_ms = settings.shutdown.grace_ms,
             "grace period over; unfinished entries stay pending and will be claimed by another consumer"
         );
-    }
-    if let Some(server) = server {
-        server.stop(true).await;
     }
     replies.stop();
     engine.stop();
@@ -276,6 +291,28 @@ fn dev_redis(settings: &mut Settings) -> anyhow::Result<Option<LocalRedis>> {
     );
     settings.redis.url = r.url();
     Ok(Some(r))
+}
+
+/// Origins must be `scheme://host[:port]`: actix-cors refuses anything else only
+/// when a worker starts, which would leave a process without HTTP.
+fn check_cors(origins: &[String]) -> anyhow::Result<()> {
+    for o in origins {
+        let rest = o
+            .strip_prefix("https://")
+            .or_else(|| o.strip_prefix("http://"));
+        let ok = rest.is_some_and(|r| {
+            !r.is_empty()
+                && !r.contains('/')
+                && !r.contains('*')
+                && !r.contains(char::is_whitespace)
+        });
+        if !ok {
+            anyhow::bail!(
+                "http.cors_origins: {o:?} is not an origin; write scheme://host[:port], e.g. https://app.example (no wildcard, no path)"
+            );
+        }
+    }
+    Ok(())
 }
 
 /// `--dev`: the page's address and two tokens to try the API with, on stdout.

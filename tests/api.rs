@@ -389,9 +389,25 @@ fn every_auth_case_is_refused_with_its_status_and_a_json_error() {
     assert_eq!(s, 200, "{b}");
     let (s, b) = post(&app, "/api/v1/content/generate", Some(&admin), &body);
     assert_eq!(s, 200, "{b}");
-    // Health and the OpenAPI document need no token.
+    // A user may publish only the types meant for users: a generation request
+    // straight onto the stream would skip the route's checks and limits.
+    let (s, b) = post(
+        &app,
+        "/api/v1/events",
+        Some(&mallory),
+        &json!({"type": "ai.content.generation.requested", "data": {
+            "request_id": "r", "user_id": "mallory", "contextual_core_id": "c",
+            "content_type": "email", "prompt_template": "email", "ai_provider": "offline",
+            "max_tokens": 4000000000u64}}),
+    );
+    check(s, &b, 403, "forbidden");
+    // Health and the OpenAPI document need no token; health is in the document.
     assert_eq!(get(&app, "/healthz", None).0, 200);
-    assert_eq!(get(&app, "/api/openapi.json", None).0, 200);
+    let (s, doc) = get(&app, "/api/openapi.json", None);
+    assert_eq!(s, 200);
+    assert!(
+        doc["paths"]["/healthz"]["get"].is_object() && doc["paths"]["/readyz"]["get"].is_object()
+    );
 }
 
 #[test]
@@ -402,7 +418,6 @@ fn every_bad_input_gets_its_status_and_names_what_is_wrong() {
         &[
             ("STRATEGIST__HTTP__GENERATION_PER_MINUTE", "1"),
             ("STRATEGIST__HTTP__GENERATION_BURST", "1"),
-            ("STRATEGIST__HTTP__MAX_JSON_BYTES", "4096"),
         ],
     );
     let tok = token("erin", false);
@@ -509,7 +524,7 @@ fn every_bad_input_gets_its_status_and_names_what_is_wrong() {
         "invalid_content_type"
     );
     let mut big = generation("x");
-    big["variables"]["topic"] = json!("y".repeat(10_000));
+    big["variables"]["topic"] = json!("y".repeat(70_000)); // the route's limit is 64 KiB
     let (s, e) = bad(big);
     assert_eq!(
         (s, e["error"]["code"].as_str()),
@@ -575,6 +590,93 @@ fn a_provider_that_refuses_ends_the_wait_at_once_with_its_reason() {
         Duration::from_secs(10),
         "the refused request is a dead letter",
         || entries(&mut c, "{ai.events}.dlq").len() == 1,
+    );
+}
+
+#[test]
+fn a_request_whose_retries_run_out_is_failed_not_pending_for_ever() {
+    let r = redis();
+    // A provider that cannot be reached: retryable every time, until the engine's
+    // retries run out and the request is dead-lettered.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let base = format!("http://127.0.0.1:{closed}/v1");
+    let app = app(
+        &r,
+        &[
+            ("STRATEGIST__AI__PROVIDERS__LOCAL__KIND", "openai"),
+            ("STRATEGIST__AI__PROVIDERS__LOCAL__BASE_URL", base.as_str()),
+            ("STRATEGIST__AI__PROVIDERS__LOCAL__MODEL", "m"),
+            ("STRATEGIST__AI__PROVIDERS__LOCAL__MAX_RETRIES", "0"),
+            ("STRATEGIST__AI__PROVIDERS__LOCAL__TIMEOUT_MS", "300"),
+            (
+                "STRATEGIST__POOLS__CONTENT_GENERATOR__RETRY__BASE_DELAY_MS",
+                "100",
+            ),
+            (
+                "STRATEGIST__POOLS__CONTENT_GENERATOR__RETRY__MAX_DELAY_MS",
+                "200",
+            ),
+        ],
+    );
+    let tok = token("hank", false);
+    let mut b = generation("x");
+    b["ai_provider"] = json!("local");
+    b["timeout_ms"] = json!(60_000);
+    let started = std::time::Instant::now();
+    let (s, e) = post(&app, "/api/v1/content/generate", Some(&tok), &b);
+    assert_eq!(s, 502, "{e}");
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("after 3 attempts"),
+        "{e}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "the wait ended with the retries"
+    );
+    let (_, list) = get(&app, "/api/v1/content/drafts", Some(&tok));
+    assert_eq!(list["drafts"], json!([]));
+    // The request's outcome says failed (it was not left pending).
+    let mut c = conn(&r);
+    let failed = entries(&mut c, "ai.events")
+        .into_iter()
+        .find(|e| e.get("type").map(String::as_str) == Some("ai.content.generation.failed"))
+        .unwrap();
+    let data: Value = serde_json::from_str(&failed["data"]).unwrap();
+    let (s, outcome) = get(
+        &app,
+        &format!(
+            "/api/v1/content/requests/{}",
+            data["request_id"].as_str().unwrap()
+        ),
+        Some(&tok),
+    );
+    assert_eq!(s, 200);
+    assert_eq!(outcome["status"], "failed", "{outcome}");
+}
+
+#[test]
+fn a_bad_cors_origin_stops_serve_with_one_line() {
+    let r = redis();
+    let mut p = App::spawn(
+        &r.url(),
+        &[
+            ("STRATEGIST_AUTH_SECRET", SECRET),
+            ("STRATEGIST__HTTP__CORS_ORIGINS", r#"["*"]"#),
+        ],
+    );
+    assert!(!p.wait(Duration::from_secs(30)).success());
+    let logs = p.logs();
+    assert!(
+        logs.lines()
+            .any(|l| l.starts_with("error: ") && l.contains("cors_origins")),
+        "{logs}"
     );
 }
 

@@ -278,6 +278,11 @@ impl<'a> RawFields<'a> {
 }
 
 fn text<'a>(field: &'static str, b: &'a [u8]) -> Result<&'a str, DecodeError> {
+    // A NUL byte is valid UTF-8 but no database text column takes it (PostgreSQL
+    // refuses it outright): refuse it here, where the entry can still be set aside.
+    if b.contains(&0) {
+        return Err(DecodeError::invalid(field, "contains a NUL byte"));
+    }
     std::str::from_utf8(b).map_err(|_| DecodeError::invalid(field, "not UTF-8"))
 }
 
@@ -314,6 +319,23 @@ mod tests {
         let f = ev.to_fields();
         let back = Envelope::from_pairs(f.iter().map(|(k, v)| (*k, v.as_bytes()))).unwrap();
         assert_eq!(back, ev);
+    }
+
+    #[test]
+    fn a_nul_byte_in_a_text_field_is_refused_with_the_field_named() {
+        let e = decode(&[
+            ("id", "01JDQ4Z1M3T7X8Y9Z0A1B2C3D4"),
+            ("type", "user.login"),
+            ("version", "1"),
+            ("timestamp", "2026-11-29T12:00:00.123Z"),
+            ("data", "{}"),
+            ("correlation_id", "a\u{0}b"),
+        ])
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("correlation_id") && e.to_string().contains("NUL"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -183,6 +183,80 @@ impl AiWorkers {
         self.announce_draft(&draft, &ev.envelope).await
     }
 
+    /// A request of this pool was dead-lettered (retries used up, a timeout, a
+    /// panic): unless it was already answered or refused, mark it failed and publish
+    /// its `.failed`, so the caller and `GET /content/requests/{id}` learn it is over.
+    /// Called from an engine thread: the work is spawned.
+    pub fn dead_lettered(&self, d: &strategist_actors::DeadLetter) {
+        let Some(env) = d.envelope.clone() else {
+            return;
+        };
+        let kind = match env.event_type.as_str() {
+            AiContentGenerationRequested::TYPE => CONTENT,
+            AiConsultationRequested::TYPE => CONSULTATION,
+            _ => return,
+        };
+        let w = self.clone();
+        let error = format!(
+            "{}: {} after {} attempts",
+            d.reason.as_str(),
+            d.error,
+            d.attempts
+        );
+        actix::spawn(async move {
+            if let Err(e) = w.give_up(kind, &env, &error).await {
+                tracing::warn!(event_id = %env.id, error = %e, "could not mark a dead-lettered request failed");
+            }
+        });
+    }
+
+    async fn give_up(&self, kind: &str, env: &Envelope, error: &str) -> Result<(), HandlerError> {
+        let id_field = if kind == CONTENT {
+            "request_id"
+        } else {
+            "session_id"
+        };
+        let Some(id) = env.data.get(id_field).and_then(|v| v.as_str()) else {
+            return Ok(());
+        };
+        let user_id = env
+            .data
+            .get("user_id")
+            .and_then(|v| v.as_str())
+            .unwrap_or_default();
+        let store = self.db.get()?;
+        let row = store.ai_request(id).await.map_err(crate::database::retry)?;
+        if row.as_ref().is_some_and(|r| r.status != "pending") {
+            return Ok(());
+        }
+        store
+            .fail_request(id, kind, user_id, &env.data, error)
+            .await
+            .map_err(crate::database::retry)?;
+        let fail_id = Ulid::generate().to_string();
+        let provider = env
+            .data
+            .get("ai_provider")
+            .and_then(|v| v.as_str())
+            .unwrap_or("default")
+            .to_string();
+        if kind == CONTENT {
+            let failed = AiContentGenerationFailed {
+                request_id: id.to_string(),
+                error: error.to_string(),
+                ai_provider: provider,
+            };
+            self.publish(&failed, &fail_id, env, user_id).await
+        } else {
+            let failed = AiConsultationFailed {
+                session_id: id.to_string(),
+                error: error.to_string(),
+                ai_provider: provider,
+            };
+            self.publish(&failed, &fail_id, env, user_id).await
+        }
+    }
+
     /// Records and announces a generation request that will not be answered, then
     /// sends it to the dead letters.
     async fn refuse_content(
@@ -324,8 +398,32 @@ impl AiWorkers {
             )
             .await
             .map_err(crate::database::retry)?;
-        self.publish(&done, &reply_id, &ev.envelope, &req.user_id)
+        // Whichever delivery stored its answer first is the answer: publish that one
+        // (same event id), so two concurrent deliveries send one completion.
+        let stored = store
+            .ai_request(&req.session_id)
             .await
+            .map_err(crate::database::retry)?;
+        match stored {
+            Some(row)
+                if row.kind == CONSULTATION
+                    && row.user_id == req.user_id
+                    && row.status == "completed" =>
+            {
+                let (Some(result), Some(id)) = (row.result, row.reply_event_id) else {
+                    return Err(HandlerError::retryable(
+                        "a completed consultation without its answer",
+                    ));
+                };
+                let winner: AiConsultationCompleted =
+                    serde_json::from_str(&result).map_err(HandlerError::permanent)?;
+                self.publish(&winner, &id, &ev.envelope, &req.user_id).await
+            }
+            _ => Err(HandlerError::permanent(format!(
+                "session {} belongs to another request or was already decided",
+                req.session_id
+            ))),
+        }
     }
 }
 

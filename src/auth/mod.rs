@@ -87,7 +87,7 @@ impl Tokens {
             sub: user_id.to_string(),
             admin,
             iat: now,
-            exp: now + ttl.as_secs().max(1),
+            exp: now.saturating_add(ttl.as_secs().clamp(1, MAX_TTL_SECS)),
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .map_err(|e| AuthError::Malformed(e.to_string()))
@@ -110,6 +110,9 @@ impl Tokens {
     }
 }
 
+/// The longest life a token may have (ten years).
+const MAX_TTL_SECS: u64 = 3650 * 86_400;
+
 /// Parses a duration like `24h`, `30m`, `7d`, `90s` or plain seconds.
 pub fn parse_ttl(s: &str) -> Result<Duration, String> {
     let s = s.trim();
@@ -120,15 +123,21 @@ pub fn parse_ttl(s: &str) -> Result<Duration, String> {
     let n: u64 = num
         .parse()
         .map_err(|_| format!("not a duration: {s:?} (e.g. 24h, 30m, 7d)"))?;
-    let secs = match unit {
-        "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86_400,
+    let per = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
         _ => return Err(format!("unknown unit in {s:?}: use s, m, h or d")),
     };
+    let secs = n.saturating_mul(per);
     if secs == 0 {
         return Err("a token must live at least a second".into());
+    }
+    if secs > MAX_TTL_SECS {
+        return Err(format!(
+            "{s:?} is longer than the longest token life, 3650d"
+        ));
     }
     Ok(Duration::from_secs(secs))
 }
@@ -184,5 +193,7 @@ mod tests {
         assert_eq!(parse_ttl("90").unwrap(), Duration::from_secs(90));
         assert!(parse_ttl("0s").is_err());
         assert!(parse_ttl("3w").is_err());
+        assert!(parse_ttl("300000000000000d").is_err(), "no overflow");
+        assert!(parse_ttl("3651d").is_err());
     }
 }

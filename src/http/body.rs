@@ -5,7 +5,8 @@
 //!
 //! Invariants: a body over the limit is refused (413) from its `Content-Length`
 //! before it is read, or as soon as the bytes read pass the limit, never buffered
-//! whole; a body that is not JSON, or does not fit `T`, is a 400 naming the field.
+//! whole; a body that is not JSON, or does not fit `T`, or holds a NUL character in
+//! any string, is a 400 naming the field.
 
 use actix_web::dev::Payload;
 use actix_web::{FromRequest, HttpRequest, web};
@@ -16,7 +17,8 @@ use serde::de::DeserializeOwned;
 use super::{ApiError, AppState};
 
 /// A route's own body limit, set with `.app_data(BodyLimit(n))` on its scope or
-/// resource; otherwise `http.max_json_bytes` applies.
+/// resource; otherwise `http.body_limits` by route pattern, then
+/// `http.max_json_bytes`.
 #[derive(Debug, Clone, Copy)]
 pub struct BodyLimit(pub usize);
 
@@ -36,12 +38,18 @@ impl<T: DeserializeOwned + 'static> FromRequest for Body<T> {
     type Future = LocalBoxFuture<'static, Result<Body<T>, ApiError>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let pattern = req.match_pattern();
         let limit = req
             .app_data::<BodyLimit>()
             .map(|l| l.0)
             .or_else(|| {
-                req.app_data::<web::Data<AppState>>()
-                    .map(|s| s.settings.http.max_json_bytes)
+                req.app_data::<web::Data<AppState>>().map(|s| {
+                    let http = &s.settings.http;
+                    pattern
+                        .as_deref()
+                        .and_then(|p| http.body_limits.get(p).copied())
+                        .unwrap_or(http.max_json_bytes)
+                })
             })
             .unwrap_or(256 * 1024);
         let json = req
@@ -94,15 +102,23 @@ impl<T: DeserializeOwned + 'static> FromRequest for Body<T> {
                     "the body is empty; a JSON object is expected",
                 ));
             }
-            let de = &mut serde_json::Deserializer::from_slice(&bytes);
-            match serde_path_to_error::deserialize::<_, T>(de) {
+            let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
+                let msg = e.to_string();
+                ApiError::bad_request("invalid_body", format!("not JSON: {msg}"))
+            })?;
+            if let Some(path) = nul_at(&value, String::new()) {
+                let path = if path.is_empty() {
+                    ".".to_string()
+                } else {
+                    path
+                };
+                return Err(ApiError::invalid_field(&path, "contains a NUL character"));
+            }
+            match serde_path_to_error::deserialize::<_, T>(value) {
                 Ok(v) => Ok(Body(v)),
                 Err(e) => {
                     let path = e.path().to_string();
-                    let inner = e.into_inner();
-                    // serde_json appends "at line L column C"; the path says more.
-                    let msg = inner.to_string();
-                    let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
+                    let msg = e.into_inner().to_string();
                     Err(if path == "." || path.is_empty() {
                         ApiError::bad_request("invalid_body", msg)
                     } else {
@@ -111,5 +127,31 @@ impl<T: DeserializeOwned + 'static> FromRequest for Body<T> {
                 }
             }
         })
+    }
+}
+
+/// The path of the first string (or key) holding a NUL character: no database text
+/// column takes one, so it is refused at the edge instead of failing a write later.
+fn nul_at(v: &serde_json::Value, path: String) -> Option<String> {
+    use serde_json::Value;
+    match v {
+        Value::String(s) if s.contains('\0') => Some(path),
+        Value::Array(a) => a
+            .iter()
+            .enumerate()
+            .find_map(|(i, x)| nul_at(x, format!("{path}[{i}]"))),
+        Value::Object(m) => m.iter().find_map(|(k, x)| {
+            let here = if path.is_empty() {
+                k.clone()
+            } else {
+                format!("{path}.{k}")
+            };
+            if k.contains('\0') {
+                Some(here)
+            } else {
+                nul_at(x, here)
+            }
+        }),
+        _ => None,
     }
 }

@@ -119,29 +119,64 @@ fn timeout(state: &AppState, asked: Option<u64>) -> Result<Duration, ApiError> {
     Ok(Duration::from_millis(ms))
 }
 
-/// Publishes `request` and waits for one of `replies`, mapping the outcome.
+/// Publishes `request` and waits for one of `replies`, mapping the outcome; `later`
+/// is where the outcome can be fetched after a 504. A request that could not be
+/// published is marked failed, so it does not look pending for ever.
 async fn ask(
     state: &AppState,
     request: Envelope,
     stream: &str,
     reply_types: &[&str],
     wait: Duration,
+    later: &str,
 ) -> Result<Envelope, ApiError> {
     let id = request.correlation_id.clone().unwrap_or_default();
-    let (_, pending) = state
+    let sent = state
         .replies
         .send(&state.publisher, stream, &request, reply_types)
-        .await
-        .map_err(|e| match e {
-            RequestError::Publish(strategist_actors::PublishError::Invalid(e)) => {
-                ApiError::bad_request("invalid_event", e.to_string())
+        .await;
+    let pending = match sent {
+        Ok((_, pending)) => pending,
+        Err(e) => {
+            let kind = if later.contains("/consultations/") {
+                CONSULTATION
+            } else {
+                CONTENT
+            };
+            if let Ok(store) = state.db.http() {
+                let user = request.user_id.as_deref().unwrap_or_default();
+                let _ = store
+                    .fail_request(
+                        &id,
+                        kind,
+                        user,
+                        &request.data,
+                        "the request could not be published",
+                    )
+                    .await;
             }
-            other => ApiError::unavailable(other.to_string()),
-        })?;
+            return Err(match e {
+                RequestError::Publish(strategist_actors::PublishError::Invalid(e)) => {
+                    ApiError::bad_request("invalid_event", e.to_string())
+                }
+                other => {
+                    tracing::warn!(error = %other, "a request could not be published");
+                    ApiError::unavailable("Redis is not available; the request was not sent")
+                }
+            });
+        }
+    };
     match pending.wait(wait).await {
         Ok(env) => Ok(env),
-        Err(RequestError::Timeout { waited_ms, .. }) => Err(ApiError::timeout(&id, waited_ms)),
-        Err(e) => Err(ApiError::unavailable(e.to_string())),
+        Err(RequestError::Timeout { waited_ms, .. }) => {
+            Err(ApiError::timeout(&id, waited_ms, later))
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "a request lost its reply listener");
+            Err(ApiError::unavailable(
+                "the server is shutting down; the request goes on",
+            ))
+        }
     }
 }
 
@@ -237,6 +272,7 @@ async fn generate(
             AiContentGenerationFailed::TYPE,
         ],
         wait,
+        &format!("/api/v1/content/requests/{request_id}"),
     )
     .await?;
     if reply.event_type == AiContentGenerationFailed::TYPE {
@@ -293,6 +329,7 @@ async fn consult(
         AiConsultationRequested::STREAM,
         &[AiConsultationCompleted::TYPE, AiConsultationFailed::TYPE],
         wait,
+        &format!("/api/v1/consultations/{session_id}"),
     )
     .await?;
     if reply.event_type == AiConsultationFailed::TYPE {

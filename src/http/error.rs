@@ -103,14 +103,13 @@ impl ApiError {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
     }
 
-    /// 504 naming the request to fetch later.
-    pub fn timeout(request_id: &str, waited_ms: u64) -> Self {
+    /// 504 naming the request and where to fetch its outcome later (`later`, e.g.
+    /// `/api/v1/content/requests/<id>`).
+    pub fn timeout(request_id: &str, waited_ms: u64, later: &str) -> Self {
         let mut e = Self::new(
             StatusCode::GATEWAY_TIMEOUT,
             "timeout",
-            format!(
-                "no answer within {waited_ms} ms; the request goes on: GET /api/v1/content/requests/{request_id}"
-            ),
+            format!("no answer within {waited_ms} ms; the request goes on: GET {later}"),
         );
         let mut extra = serde_json::Map::new();
         extra.insert("request_id".into(), request_id.into());
@@ -179,7 +178,8 @@ impl From<crate::store::StoreError> for ApiError {
 
 impl From<redis::RedisError> for ApiError {
     fn from(e: redis::RedisError) -> Self {
-        ApiError::unavailable(format!("redis: {e}"))
+        tracing::warn!(error = %e, "redis failed under a request");
+        ApiError::unavailable("Redis is not available")
     }
 }
 

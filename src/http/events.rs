@@ -1,6 +1,7 @@
 //! `GET /events` reads the event store; `POST /events` publishes one validated event.
 //!
-//! Ownership: a non-admin reads and publishes only events about themselves. That
+//! Ownership: a non-admin publishes only the types `http.user_publishable_types`
+//! lists, and reads and publishes only events about themselves. That
 //! means the envelope's `user_id` and, when the payload names one, the payload's
 //! `user_id` too: projections read the payload's, so checking only the envelope
 //! would let a user write another user's preferences.
@@ -269,6 +270,23 @@ async fn publish(
                 format!("type: unknown event type `{}`", b.event_type),
             )
         })?;
+    if !caller.admin
+        && !state
+            .settings
+            .http
+            .user_publishable_types
+            .iter()
+            .any(|t| t == &b.event_type)
+    {
+        // Everything else is published by the system itself (requests go through
+        // their own routes, with their checks and limits; replies, alerts and
+        // market events only by workers).
+        return Err(ApiError::forbidden(format!(
+            "only admins may publish {}; users may publish: {}",
+            b.event_type,
+            state.settings.http.user_publishable_types.join(", ")
+        )));
+    }
     let stream = info.stream;
     let mut env = Envelope::new(b.event_type, info.version, b.data);
     env.user_id = user_id;

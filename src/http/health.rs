@@ -3,17 +3,22 @@
 
 use std::time::Duration;
 
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpResponse, get, web};
 use serde_json::json;
 
 use super::AppState;
 
-/// Liveness.
+/// Liveness: 200 while the process lives.
+#[utoipa::path(tag = "health", responses((status = 200, body = Object)))]
+#[get("/healthz")]
 pub(super) async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
 }
 
-/// Readiness, with the parts that are not ready.
+/// Readiness: 200 while Redis, the database and every pool are up; 503 naming
+/// what is not.
+#[utoipa::path(tag = "health", responses((status = 200, body = Object), (status = 503, body = super::ErrorBody)))]
+#[get("/readyz")]
 pub(super) async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let mut not_ready = state.health.not_ready();
     let mut conn = state.redis.clone();

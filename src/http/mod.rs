@@ -86,6 +86,8 @@ fn app(
         .app_data(json)
         .app_data(web::QueryConfig::default().error_handler(error::query_error))
         .app_data(web::PathConfig::default().error_handler(error::path_error))
+        .service(health::healthz)
+        .service(health::readyz)
         .service(
             utoipa_actix_web::scope("/api/v1")
                 .configure(content::routes)
@@ -96,15 +98,14 @@ fn app(
                 .configure(dlq::routes),
         )
         .split_for_parts();
-    app.wrap(actix_web::middleware::Condition::new(
-        !http.cors_origins.is_empty(),
-        cors(&http.cors_origins),
-    ))
-    .app_data(web::Data::new(openapi::Document::new(api)))
-    .route("/api/openapi.json", web::get().to(openapi::serve))
-    .route("/healthz", web::get().to(health::healthz))
-    .route("/readyz", web::get().to(health::readyz))
-    .default_service(web::to(not_found))
+    app.wrap(actix_web::middleware::from_fn(refuse_nul))
+        .wrap(actix_web::middleware::Condition::new(
+            !http.cors_origins.is_empty(),
+            cors(&http.cors_origins),
+        ))
+        .app_data(web::Data::new(openapi::Document::new(api)))
+        .route("/api/openapi.json", web::get().to(openapi::serve))
+        .default_service(web::to(not_found))
 }
 
 /// CORS for the configured origins only (off when there are none): browsers on
@@ -123,6 +124,23 @@ fn cors(origins: &[String]) -> actix_cors::Cors {
         c = c.allowed_origin(o);
     }
     c
+}
+
+/// A `%00` in the path or query would reach a database text column that refuses
+/// it: a 400 here instead of a 500 there.
+async fn refuse_nul(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
+) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    let raw = req.uri().path_and_query().map_or("", |p| p.as_str());
+    if raw.to_ascii_lowercase().contains("%00") {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            "the URL contains a NUL character (%00)",
+        )
+        .into());
+    }
+    next.call(req).await
 }
 
 async fn not_found(req: actix_web::HttpRequest) -> Result<actix_web::HttpResponse, ApiError> {

@@ -6,7 +6,7 @@
 //! outcome, once completed, keeps the id of its reply event so a redelivery
 //! re-publishes the same event instead of producing a new one.
 
-use sea_orm::sea_query::OnConflict;
+use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
 use sea_orm::{
     ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
 };
@@ -226,6 +226,14 @@ async fn complete<C: sea_orm::ConnectionTrait>(
         created_at_ms: Set(now),
         completed_at_ms: Set(Some(now)),
     };
+    // Only a pending request of the same kind and user is decided here: an answer
+    // already stored wins over a later one (a concurrent or repeated delivery), and
+    // an event naming another's request id cannot overwrite it.
+    let table = ai_request::Entity;
+    let guard = Expr::col((table, ai_request::Column::Status))
+        .eq("pending")
+        .and(Expr::col((table, ai_request::Column::Kind)).eq(kind))
+        .and(Expr::col((table, ai_request::Column::UserId)).eq(user_id));
     ai_request::Entity::insert(row)
         .on_conflict(
             OnConflict::column(ai_request::Column::RequestId)
@@ -236,9 +244,10 @@ async fn complete<C: sea_orm::ConnectionTrait>(
                     ai_request::Column::ReplyEventId,
                     ai_request::Column::CompletedAtMs,
                 ])
+                .action_and_where(guard)
                 .to_owned(),
         )
-        .exec(c)
+        .exec_without_returning(c)
         .await?;
     Ok(())
 }

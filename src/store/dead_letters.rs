@@ -79,21 +79,27 @@ fn id_parts(id: &str) -> (&str, i64, i64) {
     (stream, ms, seq)
 }
 
+/// The text as a database column can hold it: a dead letter is often an entry that
+/// could not be decoded, and may carry a NUL byte PostgreSQL refuses.
+fn col(s: &str) -> String {
+    s.replace('\0', "\u{FFFD}")
+}
+
 fn row_of(e: &DeadLetterEntry, now: i64) -> dead_letter::ActiveModel {
     let (_, ms, seq) = id_parts(&e.id);
     dead_letter::ActiveModel {
-        id: Set(e.id.clone()),
-        stream: Set(e.stream.clone()),
+        id: Set(col(&e.id)),
+        stream: Set(col(&e.stream)),
         entry_ms: Set(ms),
         entry_seq: Set(seq),
-        event_id: Set(e.event_id.clone()),
-        event_type: Set(e.event_type.clone()),
-        reason: Set(e.reason.clone()),
-        error: Set(e.error.clone()),
-        group_name: Set(e.group.clone()),
+        event_id: Set(e.event_id.as_deref().map(col)),
+        event_type: Set(e.event_type.as_deref().map(col)),
+        reason: Set(col(&e.reason)),
+        error: Set(col(&e.error)),
+        group_name: Set(col(&e.group)),
         attempts: Set(i32::try_from(e.attempts).unwrap_or(i32::MAX)),
-        original_id: Set(e.original_id.clone()),
-        at: Set(e.at.clone()),
+        original_id: Set(col(&e.original_id)),
+        at: Set(col(&e.at)),
         reprocessed: Set(i32::try_from(e.reprocessed).unwrap_or(i32::MAX)),
         fields: Set(serde_json::to_string(&e.fields).unwrap_or_else(|_| "{}".into())),
         status: Set(DeadLetterStatus::Open.as_str().to_owned()),
