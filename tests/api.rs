@@ -786,3 +786,31 @@ fn cors_is_off_unless_origins_are_configured() {
     assert_eq!(allow(&res).as_deref(), Some("https://app.example"));
     assert_eq!(allow(&preflight(&on, "https://evil.example")), None);
 }
+
+#[test]
+fn with_redis_down_a_request_is_a_503_with_a_json_error() {
+    let mut r = redis();
+    let app = app(&r, &[]);
+    let tok = token("ivy", false);
+    let (s, _) = post(
+        &app,
+        "/api/v1/content/generate",
+        Some(&tok),
+        &generation("before"),
+    );
+    assert_eq!(s, 200);
+    r.kill();
+    let (s, e) = post(
+        &app,
+        "/api/v1/content/generate",
+        Some(&tok),
+        &generation("during"),
+    );
+    assert_eq!(s, 503, "{e}");
+    assert_eq!(e["error"]["code"], "unavailable");
+    assert!(
+        !e["error"]["message"].as_str().unwrap().contains("os error"),
+        "no internals: {e}"
+    );
+    assert_eq!(get(&app, "/readyz", None).0, 503);
+}
