@@ -13,6 +13,7 @@
 //! - [`sagas`]: the FileProcessingSaga on the engine's saga runtime.
 //! - [`database`]: the database as the service sees it (opened in the background).
 //! - [`dead_letter_mirror`]: copies the Redis dead-letter streams into the database.
+//! - [`files`]: uploaded files: type sniffing and text extraction (pure, bounded).
 //! - [`config`]: settings from `config/default.toml`, a file and the environment.
 //! - [`serve`]: `strategist serve`, start-up and graceful shutdown.
 //! - [`hooks`]: what the application publishes when the engine decides alone.
@@ -32,6 +33,7 @@ pub mod config;
 pub mod database;
 pub mod dead_letter_mirror;
 pub mod events;
+pub mod files;
 pub mod hooks;
 pub mod http;
 pub mod local_redis;
