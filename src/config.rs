@@ -52,6 +52,8 @@ pub struct Settings {
     pub auth: AuthSettings,
     /// AI providers, prices and prompt templates.
     pub ai: AiSettings,
+    /// Embedders, chunking and embedding prices.
+    pub embeddings: EmbeddingsSettings,
     /// Graceful shutdown.
     pub shutdown: ShutdownSettings,
     /// Engine-wide settings.
@@ -195,6 +197,70 @@ pub struct TemplateSettings {
     pub text: String,
 }
 
+/// `[embeddings]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmbeddingsSettings {
+    /// The embedder used when a caller names none: `offline`, a name under
+    /// `[embeddings.providers]`, or the model of exactly one of them.
+    pub default_model: String,
+    /// Most chars in one chunk of a document.
+    pub chunk_chars: usize,
+    /// About how many chars consecutive chunks share.
+    pub overlap_chars: usize,
+    /// The HTTP embedders by name.
+    #[serde(default)]
+    pub providers: BTreeMap<String, EmbeddingProviderSettings>,
+    /// USD per million input tokens by model (a model name starting with a key
+    /// matches it).
+    #[serde(default)]
+    pub prices: BTreeMap<String, f64>,
+}
+
+/// `[embeddings.providers.<name>]`
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmbeddingProviderSettings {
+    /// `openai`: any OpenAI-compatible `/embeddings` server.
+    pub kind: String,
+    /// The API's base URL.
+    pub base_url: String,
+    /// The model asked for.
+    pub model: String,
+    /// The environment variable holding the key (read at start; never logged).
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    /// Most inputs in one request.
+    #[serde(default = "default_max_batch")]
+    pub max_batch: usize,
+    /// The vector length the model makes; learned from the first answer if unset.
+    #[serde(default)]
+    pub dimensions: Option<u32>,
+    /// Per call.
+    #[serde(default = "default_provider_timeout")]
+    pub timeout_ms: u64,
+    /// Tries after the first on 429/5xx/timeouts, inside one call.
+    #[serde(default = "default_provider_retries")]
+    pub max_retries: u32,
+}
+
+fn default_max_batch() -> usize {
+    64
+}
+
+impl std::fmt::Debug for EmbeddingProviderSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddingProviderSettings")
+            .field("kind", &self.kind)
+            .field("base_url", &self.base_url)
+            .field("model", &self.model)
+            .field("api_key_env", &self.api_key_env)
+            .field("max_batch", &self.max_batch)
+            .field("dimensions", &self.dimensions)
+            .finish_non_exhaustive()
+    }
+}
+
 /// `[auth]`
 #[derive(Debug, Clone, Deserialize)]
 pub struct AuthSettings {
@@ -331,6 +397,18 @@ impl Settings {
             .map_err(|e: toml::de::Error| ConfigError::Invalid(e.message().to_owned()))?;
         for name in s.pool_names() {
             s.pool(&name)?;
+        }
+        let e = &s.embeddings;
+        if e.chunk_chars == 0 {
+            return Err(ConfigError::Invalid(
+                "embeddings.chunk_chars must be at least 1".into(),
+            ));
+        }
+        // The chunker caps the overlap there anyway; saying so beats a silent cap.
+        if e.overlap_chars > e.chunk_chars / 2 {
+            return Err(ConfigError::Invalid(
+                "embeddings.overlap_chars must be at most half of embeddings.chunk_chars".into(),
+            ));
         }
         Ok(s)
     }
@@ -580,5 +658,38 @@ retry = { max_attempts = 5 }
             .unwrap_err()
             .to_string();
         assert!(e.contains("typo"), "{e}");
+    }
+
+    #[test]
+    fn embeddings_defaults_load_and_bad_chunk_sizes_are_refused() {
+        let s = Settings::load(None, env(&[])).unwrap();
+        let e = &s.embeddings;
+        assert_eq!(e.default_model, "offline");
+        assert_eq!((e.chunk_chars, e.overlap_chars), (1200, 200));
+        let openai = &e.providers["openai"];
+        assert_eq!(openai.model, "text-embedding-3-small");
+        assert_eq!(openai.api_key_env.as_deref(), Some("OPENAI_API_KEY"));
+        assert_eq!((openai.max_batch, openai.dimensions), (64, None));
+        assert!((e.prices["text-embedding-3-small"] - 0.02).abs() < 1e-12);
+
+        let s = Settings::load(
+            None,
+            env(&[(
+                "STRATEGIST__EMBEDDINGS__PROVIDERS__OPENAI__DIMENSIONS",
+                "512",
+            )]),
+        )
+        .unwrap();
+        assert_eq!(s.embeddings.providers["openai"].dimensions, Some(512));
+
+        for (var, value) in [
+            ("STRATEGIST__EMBEDDINGS__CHUNK_CHARS", "0"),
+            ("STRATEGIST__EMBEDDINGS__OVERLAP_CHARS", "700"),
+        ] {
+            let e = Settings::load(None, env(&[(var, value)]))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("embeddings."), "{e}");
+        }
     }
 }

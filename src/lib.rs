@@ -6,6 +6,8 @@
 //! # Layout
 //! - [`ai`]: providers, templates and the content-generator's handlers.
 //! - [`auth`]: bearer tokens (HS256 JWT).
+//! - [`embeddings`]: chunking, the embedder trait, the offline and OpenAI-compatible
+//!   embedders, cosine similarity (pure: no Redis, no database).
 //! - [`events`]: every event type as a typed payload, one file per stream.
 //! - [`pools`]: which consumer group handles which types.
 //! - [`archiver`]: the group that writes every event into the event store.
@@ -32,6 +34,7 @@ pub mod cli;
 pub mod config;
 pub mod database;
 pub mod dead_letter_mirror;
+pub mod embeddings;
 pub mod events;
 pub mod files;
 pub mod hooks;

@@ -4,9 +4,10 @@
 //! - [`offline`]: the offline composer (no network; the default).
 //! - [`openai`]: an OpenAI-compatible chat-completions server (OpenAI itself,
 //!   Ollama, vLLM, LM Studio); [`anthropic`]: Anthropic's Messages API. Both go
-//!   through one private sender that owns the retry policy: whatever they return as
-//!   [`ProviderError::Retryable`] was already retried inside the call (honouring
-//!   `Retry-After`), and no error text contains the API key.
+//!   through one crate-private sender that owns the retry policy: whatever they
+//!   return as [`ProviderError::Retryable`] was already retried inside the call
+//!   (honouring `Retry-After`), and no error text contains the API key. The
+//!   embeddings providers ([`crate::embeddings`]) use the same sender.
 //! - [`templates`]: prompt templates with `{{variables}}`.
 //! - [`workers`]: the `content-generator` pool's handlers: a request event in, a
 //!   draft stored and the completion published out, once per request event.
@@ -15,7 +16,7 @@
 //! default, and prices what it used.
 
 pub mod anthropic;
-mod http_call;
+pub(crate) mod http_call;
 pub mod offline;
 pub mod openai;
 pub mod provider;
