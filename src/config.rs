@@ -54,6 +54,8 @@ pub struct Settings {
     pub ai: AiSettings,
     /// Embedders, chunking and embedding prices.
     pub embeddings: EmbeddingsSettings,
+    /// Uploaded files and their processing.
+    pub files: FilesSettings,
     /// Graceful shutdown.
     pub shutdown: ShutdownSettings,
     /// Engine-wide settings.
@@ -113,6 +115,20 @@ pub struct HttpSettings {
     /// `/api/v1/events`), over `max_json_bytes`.
     #[serde(default)]
     pub body_limits: BTreeMap<String, usize>,
+}
+
+/// `[files]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilesSettings {
+    /// Where uploads are kept (content-addressed by SHA-256).
+    pub dir: String,
+    /// The largest upload accepted.
+    pub max_upload_bytes: u64,
+    /// Longest text extraction of one file.
+    pub extract_timeout_ms: u64,
+    /// Most characters of text kept from one file.
+    pub max_text_chars: usize,
 }
 
 /// `[ai]`

@@ -2,8 +2,9 @@
 //!
 //! The pools and the types each one handles are fixed here; their sizes and retry
 //! settings come from `[pools.*]` in the configuration. `content-generator` runs the
-//! AI workers ([`crate::ai::workers`]); the handlers of the pools whose work lands in
-//! later issues (text extraction, embeddings, notifications, market, briefings)
+//! AI workers ([`crate::ai::workers`]); `file-processor`, `embedding-generator` and
+//! `search-indexer` the file pipeline ([`crate::files::workers`]); the handlers of
+//! the pools whose work lands in later issues (notifications, market, briefings)
 //! still only record that the event reached them. Handlers log ids only: events about people carry
 //! personal data that never goes into logs.
 
@@ -18,9 +19,26 @@ use crate::events::{contextual, market, notification, system};
 pub const POOLS: &[(&str, &[&str])] = &[
     (
         "file-processor",
-        &["file.uploaded", "file.text_extraction.requested"],
+        &[
+            "file.uploaded",
+            "file.text_extraction.requested",
+            "file.text_extraction.revert.requested",
+        ],
     ),
-    ("embedding-generator", &["embedding.generation.requested"]),
+    (
+        "embedding-generator",
+        &[
+            "embedding.generation.requested",
+            "embedding.deletion.requested",
+        ],
+    ),
+    (
+        "search-indexer",
+        &[
+            "search.index.update.requested",
+            "search.index.removal.requested",
+        ],
+    ),
     (
         "content-generator",
         &[
@@ -44,6 +62,15 @@ pub const POOLS: &[(&str, &[&str])] = &[
     ),
 ];
 
+/// A handler for a type whose worker this process does not have.
+fn absent<T: EventType>(p: &mut Pool) {
+    p.on(|_: Event<T>| async {
+        Err(HandlerError::retryable(
+            "no worker for this type in this process",
+        ))
+    });
+}
+
 /// A handler that records the event reached its pool.
 async fn received<T: EventType>(pool: &'static str, ev: Event<T>) -> Result<(), HandlerError> {
     tracing::debug!(
@@ -62,30 +89,47 @@ macro_rules! on {
     };
 }
 
-/// Builds every pool named in [`POOLS`] with its configured options; `ai` handles
-/// the content-generator's requests (without it, they are left pending for a
-/// process that has it, by a retryable failure).
-pub fn build(
-    settings: &Settings,
-    ai: Option<&std::sync::Arc<crate::ai::workers::AiWorkers>>,
-) -> Result<Vec<Pool>, ConfigError> {
+/// The workers whose handlers the pools run.
+#[derive(Default, Clone)]
+pub struct Workers {
+    /// content-generator.
+    pub ai: Option<std::sync::Arc<crate::ai::workers::AiWorkers>>,
+    /// file-processor, embedding-generator, search-indexer.
+    pub files: Option<std::sync::Arc<crate::files::workers::FileWorkers>>,
+}
+
+/// Builds every pool named in [`POOLS`] with its configured options and the
+/// handlers of `workers` (a pool whose workers are absent leaves its entries
+/// pending for a process that has them, by a retryable failure).
+pub fn build(settings: &Settings, workers: &Workers) -> Result<Vec<Pool>, ConfigError> {
     let mut pools = Vec::new();
     for (name, _) in POOLS {
         let (options, _scale) = settings.pool(name)?;
         let mut p = Pool::new(*name, options);
         match *name {
-            "file-processor" => {
-                on!(p, "file-processor", contextual::FileUploaded);
-                on!(p, "file-processor", contextual::FileTextExtractionRequested);
-            }
-            "embedding-generator" => {
-                on!(
-                    p,
-                    "embedding-generator",
-                    contextual::EmbeddingGenerationRequested
-                );
-            }
-            "content-generator" => match ai {
+            "file-processor" => match &workers.files {
+                Some(f) => f.register_file_processor(&mut p),
+                None => {
+                    absent::<contextual::FileUploaded>(&mut p);
+                    absent::<contextual::FileTextExtractionRequested>(&mut p);
+                    absent::<contextual::FileTextExtractionRevertRequested>(&mut p);
+                }
+            },
+            "embedding-generator" => match &workers.files {
+                Some(f) => f.register_embedding_generator(&mut p),
+                None => {
+                    absent::<contextual::EmbeddingGenerationRequested>(&mut p);
+                    absent::<contextual::EmbeddingDeletionRequested>(&mut p);
+                }
+            },
+            "search-indexer" => match &workers.files {
+                Some(f) => f.register_search_indexer(&mut p),
+                None => {
+                    absent::<contextual::SearchIndexUpdateRequested>(&mut p);
+                    absent::<contextual::SearchIndexRemovalRequested>(&mut p);
+                }
+            },
+            "content-generator" => match &workers.ai {
                 Some(ai) => ai.register(&mut p),
                 None => {
                     p.on(
@@ -133,7 +177,7 @@ mod tests {
     #[test]
     fn every_listed_type_is_handled_by_its_pool_and_exists() {
         let s = Settings::load(None, Vec::new()).unwrap();
-        let pools = build(&s, None).unwrap();
+        let pools = build(&s, &Workers::default()).unwrap();
         let catalog = crate::events::catalog();
         for (name, types) in POOLS {
             let p = pools.iter().find(|p| p.name == *name).unwrap();

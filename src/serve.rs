@@ -23,6 +23,10 @@ use crate::ai::{Providers, Templates};
 use crate::auth::Tokens;
 use crate::config::Settings;
 use crate::database::Db;
+use crate::embeddings::Embedders;
+use crate::files::extract;
+use crate::files::storage::FileStore;
+use crate::files::workers::FileWorkers;
 use crate::local_redis::LocalRedis;
 use crate::sagas::file_processing;
 use crate::{
@@ -86,6 +90,9 @@ pub async fn run(mut settings: Settings, opts: ServeOptions) -> anyhow::Result<(
     let tokens = Tokens::new(&settings.auth.secret).context("auth secret")?;
     let templates = Arc::new(Templates::new(&settings.ai.templates));
     let providers = Arc::new(Providers::from_settings(&settings.ai).map_err(anyhow::Error::msg)?);
+    let embedders =
+        Arc::new(Embedders::from_settings(&settings.embeddings).map_err(anyhow::Error::msg)?);
+    let files = FileStore::new(&settings.files.dir);
     let (client, shared) = redis_conn::connect(&settings.redis).await?;
     let catalog = Arc::new(events::catalog());
     let keys = Keys::new(settings.redis.stream_prefix.clone());
@@ -110,12 +117,15 @@ pub async fn run(mut settings: Settings, opts: ServeOptions) -> anyhow::Result<(
 
     let health = Health::default();
     let db = Db::open(&settings.database.url, &health).await?;
-    let ai_workers = Arc::new(AiWorkers::new(
-        db.clone(),
-        publisher.clone(),
-        providers.clone(),
-        templates.clone(),
-    ));
+    let ai_workers = Arc::new(
+        AiWorkers::new(
+            db.clone(),
+            publisher.clone(),
+            providers.clone(),
+            templates.clone(),
+        )
+        .with_context(embedders.clone()),
+    );
     let on_ai_dead_letter: hooks::OnDeadLetter = {
         let ai = ai_workers.clone();
         Arc::new(move |d| ai.dead_lettered(d))
@@ -126,7 +136,25 @@ pub async fn run(mut settings: Settings, opts: ServeOptions) -> anyhow::Result<(
         Some(on_ai_dead_letter),
     )
     .with_span(telemetry::handler_span);
-    let mut all: Vec<Pool> = pools::build(&settings, Some(&ai_workers))?;
+    let file_workers = Arc::new(FileWorkers::new(
+        db.clone(),
+        publisher.clone(),
+        files.clone(),
+        extract::Limits {
+            max_bytes: settings.files.max_upload_bytes,
+            max_text_chars: settings.files.max_text_chars,
+            timeout: Duration::from_millis(settings.files.extract_timeout_ms),
+            ..extract::Limits::default()
+        },
+        embedders.clone(),
+        settings.embeddings.chunk_chars,
+        settings.embeddings.overlap_chars,
+    ));
+    let workers = pools::Workers {
+        ai: Some(ai_workers.clone()),
+        files: Some(file_workers),
+    };
+    let mut all: Vec<Pool> = pools::build(&settings, &workers)?;
     all.push(archiver::pool(
         db.clone(),
         health.clone(),
@@ -218,6 +246,8 @@ pub async fn run(mut settings: Settings, opts: ServeOptions) -> anyhow::Result<(
             templates,
             providers,
             limits,
+            files,
+            embedders,
             settings: Arc::new(settings.clone()),
         };
         let (addr, server) = http::start(&settings.http.addr, state)

@@ -823,6 +823,9 @@ fn the_openapi_document_has_every_contract_route_that_exists() {
         ("post", "/api/v1/dlq/{id}/reprocess"),
         ("post", "/api/v1/dlq/reprocess"),
         ("delete", "/api/v1/dlq/{id}"),
+        ("post", "/api/v1/files"),
+        ("get", "/api/v1/files/{file_id}"),
+        ("get", "/api/v1/search"),
     ];
     let mut missing = Vec::new();
     for (method, path) in expected {

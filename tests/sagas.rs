@@ -30,6 +30,10 @@ const STEPS: [(&str, &str); 3] = [
     ),
 ];
 
+/// The saga alone: these tests play its workers by hand, so the real ones (which
+/// would answer for files that do not exist) do not run.
+const SAGA_ONLY: &[&str] = &["--pools", "file-processing"];
+
 fn completion(step: usize, file_id: &str) -> String {
     match step {
         0 => format!(r#"{{"file_id":"{file_id}","processing_type":"text_extraction","processing_time_ms":5,"extracted_text_length":42,"success":true}}"#),
@@ -103,7 +107,7 @@ async fn a_saga_resumes_after_a_kill_at_each_step() {
             let env = [("DATABASE_URL", db.url.as_str())];
             let corr = format!("saga-{}-{kill_at}", db.kind);
             let file = format!("f{kill_at}");
-            let mut app = App::serve(&r.url(), &env);
+            let mut app = App::serve_args(&r.url(), SAGA_ONLY, &env);
             upload(&mut c, &corr, &file);
             for step in 0..=kill_at {
                 eventually(Duration::from_secs(20), "step requested", || {
@@ -121,7 +125,7 @@ async fn a_saga_resumes_after_a_kill_at_each_step() {
             let _ = app.proc.wait(Duration::from_secs(10));
             // The completion arrives while no process runs.
             complete(&mut c, &corr, kill_at, &file);
-            let _app = App::serve(&r.url(), &env);
+            let _app = App::serve_args(&r.url(), SAGA_ONLY, &env);
             for step in kill_at + 1..3 {
                 eventually(
                     Duration::from_secs(20),
@@ -176,7 +180,7 @@ async fn a_step_that_keeps_timing_out_compensates_in_reverse_and_reports_the_fai
             ("STRATEGIST__SAGAS__FILE_PROCESSING__STEP_TIMEOUT_MS", "400"),
             ("STRATEGIST__SAGAS__FILE_PROCESSING__STEP_RETRIES", "1"),
         ];
-        let _app = App::serve(&r.url(), &env);
+        let _app = App::serve_args(&r.url(), SAGA_ONLY, &env);
         let corr = format!("doomed-{}", db.kind);
         upload(&mut c, &corr, "f9");
         for step in 0..2 {
@@ -308,7 +312,7 @@ async fn a_failing_saga_publishes_each_compensation_and_its_report_once_after_a_
             let file = format!("g{i}");
             let mut paused = base.to_vec();
             paused.push(("STRATEGIST_TEST_SAGA_PAUSE", point.as_str()));
-            let mut app = App::serve(&r.url(), &paused);
+            let mut app = App::serve_args(&r.url(), SAGA_ONLY, &paused);
             upload(&mut c, &corr, &file);
             for step in 0..3 {
                 eventually(Duration::from_secs(20), "step requested", || {
@@ -324,7 +328,7 @@ async fn a_failing_saga_publishes_each_compensation_and_its_report_once_after_a_
             app.proc.signal("KILL");
             let _ = app.proc.wait(Duration::from_secs(10));
 
-            let _app = App::serve(&r.url(), &base);
+            let _app = App::serve_args(&r.url(), SAGA_ONLY, &base);
             let done = wait_status(&db, &corr, SagaStatus::Failed).await;
             assert_eq!(
                 done.map(|d| d.0),
@@ -384,7 +388,10 @@ async fn a_live_process_times_out_a_saga_whose_process_died_for_good() {
             ),
             ("STRATEGIST__SAGAS__FILE_PROCESSING__STEP_RETRIES", "0"),
         ];
-        let mut apps = [App::serve(&r.url(), &env), App::serve(&r.url(), &env)];
+        let mut apps = [
+            App::serve_args(&r.url(), SAGA_ONLY, &env),
+            App::serve_args(&r.url(), SAGA_ONLY, &env),
+        ];
         // The saga must live in one process only, the one killed: the upload and the
         // first completion may each go to either process, so try until both went to
         // the same one.

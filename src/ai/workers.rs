@@ -39,7 +39,13 @@ pub struct AiWorkers {
     pub providers: Arc<Providers>,
     /// The prompt templates.
     pub templates: Arc<Templates>,
+    /// Embedders for finding the passages of the user's contextual core a request
+    /// draws on (none: no context).
+    pub embedders: Option<Arc<crate::embeddings::Embedders>>,
 }
+
+/// Passages of the contextual core given to a provider.
+const CONTEXT_PASSAGES: usize = 3;
 
 /// How long a re-published completion is recognised as the same event.
 const DEDUPE_WINDOW_MS: u64 = 24 * 3600 * 1000;
@@ -58,6 +64,34 @@ impl AiWorkers {
             publisher: publisher.with_dedupe_window_ms(DEDUPE_WINDOW_MS),
             providers,
             templates,
+            embedders: None,
+        }
+    }
+
+    /// Draws on the user's contextual core (the search index of their files).
+    pub fn with_context(mut self, embedders: Arc<crate::embeddings::Embedders>) -> Self {
+        self.embedders = Some(embedders);
+        self
+    }
+
+    /// The passages of `core` nearest to `query`; none when the core has no files
+    /// (or the search fails: the request is answered without them, and it is logged).
+    async fn context(&self, user_id: &str, core: &str, query: &str) -> Vec<String> {
+        let (Some(embedders), Ok(store)) = (&self.embedders, self.db.get()) else {
+            return Vec::new();
+        };
+        match crate::files::search::search(store, embedders, user_id, core, query, CONTEXT_PASSAGES)
+            .await
+        {
+            Ok(hits) => hits
+                .into_iter()
+                .filter(|h| h.score > 0.05)
+                .map(|h| h.text)
+                .collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "contextual core search failed; answering without it");
+                Vec::new()
+            }
         }
     }
 
@@ -123,10 +157,13 @@ impl AiWorkers {
             Ok(p) => p,
             Err(e) => return self.refuse_content(&ev, &request_json, e).await,
         };
+        let context = self
+            .context(&req.user_id, &req.contextual_core_id, &user_prompt)
+            .await;
         let prompt = Prompt {
             system: content_system_prompt(req.content_type),
             user: user_prompt,
-            context: Vec::new(),
+            context,
             max_tokens: req.max_tokens.max(1),
         };
         let started = Instant::now();
@@ -333,7 +370,9 @@ impl AiWorkers {
             Ok(p) => p,
             Err(e) => return Err(HandlerError::permanent(e)),
         };
-        let context: Vec<String> = Vec::new();
+        let context = self
+            .context(&req.user_id, &req.contextual_core_id, &req.query)
+            .await;
         let prompt = Prompt {
             system: consultation_system_prompt(req.session_type),
             user: req.query.clone(),

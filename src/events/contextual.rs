@@ -1,4 +1,10 @@
 //! Events of `contextual.events`: file uploads and processing, embeddings, search.
+//!
+//! Beyond the design (optional fields, so events of the design's shape decode):
+//! `file.processing.completed` carries the extracted text's `content_hash` and a
+//! `text_preview`; `embedding.generation.requested` carries `text_ref` (the stored
+//! extraction holding the whole text, when `text_content` is only its beginning);
+//! `search.index.update.requested` carries the `content_hash` and `model` to index.
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -50,6 +56,13 @@ pub struct FileProcessingCompleted {
     pub success: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// SHA-256 of the extracted text, hex (text extraction only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_hash: Option<String>,
+    /// The text's first characters (text extraction only), for the embedding
+    /// request that follows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text_preview: Option<String>,
 }
 event_type!(
     FileProcessingCompleted,
@@ -89,6 +102,17 @@ pub struct EmbeddingGenerationRequested {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preferred_model: Option<String>,
     pub priority: Priority,
+    /// Where the whole text is when `text_content` holds only its beginning: the
+    /// stored extraction of this file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text_ref: Option<TextRef>,
+}
+
+/// A reference to a stored text (see [`EmbeddingGenerationRequested::text_ref`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct TextRef {
+    /// The file whose extracted text it is.
+    pub file_id: String,
 }
 event_type!(
     EmbeddingGenerationRequested,
@@ -118,6 +142,12 @@ event_type!(
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct SearchIndexUpdateRequested {
     pub file_id: String,
+    /// The text's hash and the model of its embeddings (when the requester knows;
+    /// otherwise the indexer looks them up).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_hash: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
 }
 event_type!(
     SearchIndexUpdateRequested,

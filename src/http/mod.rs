@@ -13,6 +13,7 @@ mod content;
 mod dlq;
 mod error;
 mod events;
+mod files;
 mod health;
 mod limits;
 mod openapi;
@@ -59,6 +60,10 @@ pub struct AppState {
     pub providers: Arc<Providers>,
     /// Per-user rate limits.
     pub limits: Arc<RateLimits>,
+    /// The files directory.
+    pub files: crate::files::storage::FileStore,
+    /// The embedders (search embeds the query).
+    pub embedders: Arc<crate::embeddings::Embedders>,
     /// The settings the API reads (limits, timeouts).
     pub settings: Arc<Settings>,
 }
@@ -91,6 +96,7 @@ fn app(
         .service(
             utoipa_actix_web::scope("/api/v1")
                 .configure(content::routes)
+                .configure(files::routes)
                 .configure(events::routes)
                 .configure(preferences::routes)
                 .configure(projections::routes)

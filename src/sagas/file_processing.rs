@@ -2,9 +2,11 @@
 //! the user is notified. A step that fails for good undoes the steps before it (in
 //! reverse) and the user is told the processing failed (`handleSagaFailure`).
 //!
-//! Until the file pipeline fills the embedding request with the extracted text, the
-//! request carries the file as `content_hash = "file:<file_id>"` and an empty
-//! `text_content`; the embedding worker finds the text by the saga's correlation id.
+//! The embedding request carries the extracted text's real `content_hash`, its
+//! beginning as `text_content` (never empty: a file with no text fails extraction)
+//! and `text_ref` naming the file, whose stored extraction holds the whole text (a
+//! stream entry should not carry megabytes). The index request names the hash and
+//! the model the embeddings were made with.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,7 +18,7 @@ use crate::events::contextual::{
     EmbeddingDeletionRequested, EmbeddingGenerationCompleted, EmbeddingGenerationRequested,
     FileProcessingCompleted, FileTextExtractionRequested, FileTextExtractionRevertRequested,
     FileUploaded, Priority, SearchIndexRemovalRequested, SearchIndexUpdateCompleted,
-    SearchIndexUpdateRequested,
+    SearchIndexUpdateRequested, TextRef,
 };
 use crate::events::notification::{
     Channel, Message, NotificationPriority, NotificationSendRequested, NotificationType,
@@ -85,7 +87,11 @@ pub fn definition(step_timeout: Duration, step_retries: u32) -> SagaDefinition {
                 return None;
             }
             Some(if c.success {
-                Ok(json!({"extracted_text_length": c.extracted_text_length}))
+                Ok(json!({
+                    "extracted_text_length": c.extracted_text_length,
+                    "content_hash": c.content_hash,
+                    "text_preview": c.text_preview,
+                }))
             } else {
                 Err(c.error.unwrap_or_else(|| "text extraction failed".into()))
             })
@@ -100,12 +106,15 @@ pub fn definition(step_timeout: Duration, step_retries: u32) -> SagaDefinition {
     let embeddings = SagaStep {
         request: Arc::new(|d| {
             ev(&EmbeddingGenerationRequested {
-                text_content: String::new(),
-                content_hash: format!("file:{}", s(d, "file_id")),
+                text_content: s(d, "text_preview"),
+                content_hash: s(d, "content_hash"),
                 user_id: s(d, "user_id"),
                 contextual_core_id: s(d, "contextual_core_id"),
                 preferred_model: None,
                 priority: Priority::Normal,
+                text_ref: Some(TextRef {
+                    file_id: s(d, "file_id"),
+                }),
             })
         }),
         completion: Some(EmbeddingGenerationCompleted::TYPE.into()),
@@ -117,7 +126,7 @@ pub fn definition(step_timeout: Duration, step_retries: u32) -> SagaDefinition {
         }),
         compensation: Some(Arc::new(|d| {
             ev(&EmbeddingDeletionRequested {
-                content_hash: format!("file:{}", s(d, "file_id")),
+                content_hash: s(d, "content_hash"),
                 embedding_id: d
                     .get("embedding_id")
                     .and_then(Value::as_str)
@@ -130,6 +139,8 @@ pub fn definition(step_timeout: Duration, step_retries: u32) -> SagaDefinition {
         request: Arc::new(|d| {
             ev(&SearchIndexUpdateRequested {
                 file_id: s(d, "file_id"),
+                content_hash: Some(s(d, "content_hash")).filter(|h| !h.is_empty()),
+                model: Some(s(d, "model_id")).filter(|m| !m.is_empty()),
             })
         }),
         completion: Some(SearchIndexUpdateCompleted::TYPE.into()),

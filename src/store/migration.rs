@@ -15,6 +15,7 @@ impl MigratorTrait for Migrator {
             Box::new(M0004SagaOutbox),
             Box::new(M0005Ai),
             Box::new(M0006DeadLetters),
+            Box::new(M0007Files),
         ]
     }
 }
@@ -669,6 +670,221 @@ impl MigrationTrait for M0006DeadLetters {
                 .col(ColumnDef::new(C::DlqAfter).string().not_null())
                 .col(ColumnDef::new(C::AuditAfter).string().not_null())
                 .col(ColumnDef::new(C::UpdatedAtMs).big_integer().not_null())
+                .to_owned(),
+        )
+        .await
+    }
+}
+
+/// Uploaded files, their extracted text, chunk embeddings (a cache by text hash and
+/// model) and the search index (which file's chunks a contextual core searches).
+struct M0007Files;
+
+impl MigrationName for M0007Files {
+    fn name(&self) -> &str {
+        "m0007_files"
+    }
+}
+
+#[derive(DeriveIden)]
+enum Files {
+    Table,
+    Id,
+    UserId,
+    ContextualCoreId,
+    Filename,
+    Size,
+    MimeType,
+    Sha256,
+    CreatedAtMs,
+}
+
+#[derive(DeriveIden)]
+enum FileTexts {
+    Table,
+    FileId,
+    ContentHash,
+    Text,
+    Length,
+    Kind,
+    Truncated,
+    ExtractedAtMs,
+}
+
+#[derive(DeriveIden)]
+enum EmbeddingChunks {
+    Table,
+    ContentHash,
+    Model,
+    ChunkIndex,
+    StartChar,
+    EndChar,
+    Text,
+    Vector,
+    Dimensions,
+    CreatedAtMs,
+}
+
+#[derive(DeriveIden)]
+enum IndexEntries {
+    Table,
+    FileId,
+    ChunkIndex,
+    UserId,
+    ContextualCoreId,
+    ContentHash,
+    Model,
+    IndexedAtMs,
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for M0007Files {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.create_table(
+            Table::create()
+                .table(Files::Table)
+                .if_not_exists()
+                .col(ColumnDef::new(Files::Id).string().not_null().primary_key())
+                .col(ColumnDef::new(Files::UserId).string().not_null())
+                .col(ColumnDef::new(Files::ContextualCoreId).string().not_null())
+                .col(ColumnDef::new(Files::Filename).string().not_null())
+                .col(ColumnDef::new(Files::Size).big_integer().not_null())
+                .col(ColumnDef::new(Files::MimeType).string().not_null())
+                .col(ColumnDef::new(Files::Sha256).string().not_null())
+                .col(ColumnDef::new(Files::CreatedAtMs).big_integer().not_null())
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(
+            Index::create()
+                .name("idx_files_user")
+                .table(Files::Table)
+                .if_not_exists()
+                .col(Files::UserId)
+                .col(Files::Id)
+                .to_owned(),
+        )
+        .await?;
+        m.create_table(
+            Table::create()
+                .table(FileTexts::Table)
+                .if_not_exists()
+                .col(
+                    ColumnDef::new(FileTexts::FileId)
+                        .string()
+                        .not_null()
+                        .primary_key(),
+                )
+                .col(ColumnDef::new(FileTexts::ContentHash).string().not_null())
+                .col(ColumnDef::new(FileTexts::Text).text().not_null())
+                .col(ColumnDef::new(FileTexts::Length).big_integer().not_null())
+                .col(ColumnDef::new(FileTexts::Kind).string().not_null())
+                .col(ColumnDef::new(FileTexts::Truncated).boolean().not_null())
+                .col(
+                    ColumnDef::new(FileTexts::ExtractedAtMs)
+                        .big_integer()
+                        .not_null(),
+                )
+                .to_owned(),
+        )
+        .await?;
+        m.create_table(
+            Table::create()
+                .table(EmbeddingChunks::Table)
+                .if_not_exists()
+                .col(
+                    ColumnDef::new(EmbeddingChunks::ContentHash)
+                        .string()
+                        .not_null(),
+                )
+                .col(ColumnDef::new(EmbeddingChunks::Model).string().not_null())
+                .col(
+                    ColumnDef::new(EmbeddingChunks::ChunkIndex)
+                        .integer()
+                        .not_null(),
+                )
+                .col(
+                    ColumnDef::new(EmbeddingChunks::StartChar)
+                        .big_integer()
+                        .not_null(),
+                )
+                .col(
+                    ColumnDef::new(EmbeddingChunks::EndChar)
+                        .big_integer()
+                        .not_null(),
+                )
+                .col(ColumnDef::new(EmbeddingChunks::Text).text().not_null())
+                .col(ColumnDef::new(EmbeddingChunks::Vector).blob().not_null())
+                .col(
+                    ColumnDef::new(EmbeddingChunks::Dimensions)
+                        .integer()
+                        .not_null(),
+                )
+                .col(
+                    ColumnDef::new(EmbeddingChunks::CreatedAtMs)
+                        .big_integer()
+                        .not_null(),
+                )
+                .primary_key(
+                    Index::create()
+                        .col(EmbeddingChunks::ContentHash)
+                        .col(EmbeddingChunks::Model)
+                        .col(EmbeddingChunks::ChunkIndex),
+                )
+                .to_owned(),
+        )
+        .await?;
+        m.create_table(
+            Table::create()
+                .table(IndexEntries::Table)
+                .if_not_exists()
+                .col(ColumnDef::new(IndexEntries::FileId).string().not_null())
+                .col(
+                    ColumnDef::new(IndexEntries::ChunkIndex)
+                        .integer()
+                        .not_null(),
+                )
+                .col(ColumnDef::new(IndexEntries::UserId).string().not_null())
+                .col(
+                    ColumnDef::new(IndexEntries::ContextualCoreId)
+                        .string()
+                        .not_null(),
+                )
+                .col(
+                    ColumnDef::new(IndexEntries::ContentHash)
+                        .string()
+                        .not_null(),
+                )
+                .col(ColumnDef::new(IndexEntries::Model).string().not_null())
+                .col(
+                    ColumnDef::new(IndexEntries::IndexedAtMs)
+                        .big_integer()
+                        .not_null(),
+                )
+                .primary_key(
+                    Index::create()
+                        .col(IndexEntries::FileId)
+                        .col(IndexEntries::ChunkIndex),
+                )
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(
+            Index::create()
+                .name("idx_index_entries_core")
+                .table(IndexEntries::Table)
+                .if_not_exists()
+                .col(IndexEntries::UserId)
+                .col(IndexEntries::ContextualCoreId)
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(
+            Index::create()
+                .name("idx_index_entries_hash")
+                .table(IndexEntries::Table)
+                .if_not_exists()
+                .col(IndexEntries::ContentHash)
                 .to_owned(),
         )
         .await

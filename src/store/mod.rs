@@ -17,6 +17,7 @@ pub mod ai;
 pub mod dead_letters;
 pub mod entities;
 pub mod event_store;
+pub mod files;
 pub mod migration;
 pub mod preferences;
 pub mod sagas;

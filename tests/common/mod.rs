@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 pub use strategist::local_redis::LocalRedis;
 
+pub mod samples;
+
 /// A private Redis for one test.
 pub fn redis() -> LocalRedis {
     LocalRedis::start().expect("start a private redis-server")
