@@ -93,6 +93,10 @@ pub async fn run(mut settings: Settings, opts: ServeOptions) -> anyhow::Result<(
     let embedders =
         Arc::new(Embedders::from_settings(&settings.embeddings).map_err(anyhow::Error::msg)?);
     let files = FileStore::new(&settings.files.dir);
+    let swept = files.sweep_tmp(Duration::from_secs(3600));
+    if swept > 0 {
+        tracing::info!(swept, "removed uploads a crash cut off");
+    }
     let (client, shared) = redis_conn::connect(&settings.redis).await?;
     let catalog = Arc::new(events::catalog());
     let keys = Keys::new(settings.redis.stream_prefix.clone());
@@ -126,16 +130,6 @@ pub async fn run(mut settings: Settings, opts: ServeOptions) -> anyhow::Result<(
         )
         .with_context(embedders.clone()),
     );
-    let on_ai_dead_letter: hooks::OnDeadLetter = {
-        let ai = ai_workers.clone();
-        Arc::new(move |d| ai.dead_lettered(d))
-    };
-    let hooks = hooks::build(
-        publisher.clone(),
-        d.critical_types.clone(),
-        Some(on_ai_dead_letter),
-    )
-    .with_span(telemetry::handler_span);
     let file_workers = Arc::new(FileWorkers::new(
         db.clone(),
         publisher.clone(),
@@ -150,9 +144,22 @@ pub async fn run(mut settings: Settings, opts: ServeOptions) -> anyhow::Result<(
         settings.embeddings.chunk_chars,
         settings.embeddings.overlap_chars,
     ));
+    let on_ai_dead_letter: hooks::OnDeadLetter = {
+        let (ai, files) = (ai_workers.clone(), file_workers.clone());
+        Arc::new(move |d| {
+            ai.dead_lettered(d);
+            files.dead_lettered(d);
+        })
+    };
+    let hooks = hooks::build(
+        publisher.clone(),
+        d.critical_types.clone(),
+        Some(on_ai_dead_letter),
+    )
+    .with_span(telemetry::handler_span);
     let workers = pools::Workers {
         ai: Some(ai_workers.clone()),
-        files: Some(file_workers),
+        files: Some(file_workers.clone()),
     };
     let mut all: Vec<Pool> = pools::build(&settings, &workers)?;
     all.push(archiver::pool(

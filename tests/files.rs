@@ -273,6 +273,20 @@ fn bad_uploads_are_refused_and_an_oversized_one_is_not_buffered() {
     );
     let (s, v) = post(multipart(None, Some(("a.txt", b"x"))));
     assert_eq!(s, 400, "{v}");
+    // A form refused after its file was read leaves nothing on disk.
+    let mut body = multipart(None, Some(("kept.txt", b"never stored")));
+    body.truncate(body.len() - format!("--{BOUNDARY}--\r\n").len());
+    body.extend_from_slice(format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"contextual_core_id\"\r\n\r\n \r\n--{BOUNDARY}--\r\n").as_bytes());
+    let (s, v) = post(body);
+    assert_eq!(s, 400, "{v}");
+    let sha = {
+        use sha2::Digest;
+        strategist::files::storage::hex(&sha2::Sha256::digest(b"never stored"))
+    };
+    assert!(
+        !dir.path().join("files").join(&sha[..2]).join(&sha).exists(),
+        "a refused upload was kept"
+    );
     // A path in the name stays a name.
     let (s, v) = upload(app.port, &tok, "c", "../../etc/passwd", b"root:x:0:0");
     assert_eq!(s, 202, "{v}");
@@ -426,6 +440,42 @@ fn a_failing_embedding_step_undoes_the_extraction_and_tells_the_user() {
         .collect();
     assert_eq!(told.len(), 1);
     assert!(told[0]["data"].contains("failed"), "{:?}", told[0]);
+}
+
+#[test]
+fn an_embedding_compensation_keeps_vectors_another_file_still_needs() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}/s.db?mode=rwc", dir.path().display());
+    actix_rt::System::new().block_on(async {
+        let store = strategist::store::Store::connect(&db).await.unwrap();
+        store.migrate().await.unwrap();
+        let text = |file: &str| strategist::store::entities::file_text::Model {
+            file_id: file.into(),
+            content_hash: "h1".into(),
+            text: "shared".into(),
+            length: 6,
+            kind: "plaintext".into(),
+            truncated: false,
+            extracted_at_ms: 0,
+        };
+        store.save_text(text("a")).await.unwrap();
+        store.save_text(text("b")).await.unwrap();
+        let chunk = strategist::store::files::ChunkVector {
+            index: 0,
+            start: 0,
+            end: 6,
+            text: "shared".into(),
+            vector: vec![1.0, 0.0],
+        };
+        store.save_chunks("h1", "m", &[chunk]).await.unwrap();
+        // A's saga compensates while B (same text, not indexed yet) still needs them.
+        assert_eq!(store.delete_chunks_unless_used("h1", "a").await.unwrap(), 0);
+        assert_eq!(store.cached_chunks("h1", "m").await.unwrap(), 1);
+        // Once B's text is gone too, A's compensation removes them.
+        store.delete_text("b").await.unwrap();
+        assert_eq!(store.delete_chunks_unless_used("h1", "a").await.unwrap(), 1);
+        assert_eq!(store.cached_chunks("h1", "m").await.unwrap(), 0);
+    });
 }
 
 #[test]

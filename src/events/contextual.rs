@@ -4,7 +4,8 @@
 //! `file.processing.completed` carries the extracted text's `content_hash` and a
 //! `text_preview`; `embedding.generation.requested` carries `text_ref` (the stored
 //! extraction holding the whole text, when `text_content` is only its beginning);
-//! `search.index.update.requested` carries the `content_hash` and `model` to index.
+//! `search.index.update.requested` carries the `content_hash` and `model` to index;
+//! `embedding.generation.completed` carries `error` when the embedding failed.
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -131,6 +132,10 @@ pub struct EmbeddingGenerationCompleted {
     pub cost_usd: f64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quality_score: Option<f64>,
+    /// Set when the embedding failed (and will not succeed by retrying): the saga
+    /// fails the step at once instead of waiting out its timeout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 event_type!(
     EmbeddingGenerationCompleted,

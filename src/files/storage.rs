@@ -85,6 +85,30 @@ impl FileStore {
         })
     }
 
+    /// Removes temporary files older than `age` (uploads cut off by a crash; a
+    /// younger one may be another process's upload in progress). Returns how many.
+    pub fn sweep_tmp(&self, age: std::time::Duration) -> usize {
+        let Ok(entries) = std::fs::read_dir(self.dir.join("tmp")) else {
+            return 0;
+        };
+        let mut removed = 0;
+        for e in entries.flatten() {
+            let old = e
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|a| a > age);
+            if old
+                && e.path().extension().is_some_and(|x| x == "part")
+                && std::fs::remove_file(e.path()).is_ok()
+            {
+                removed += 1;
+            }
+        }
+        removed
+    }
+
     /// The directory.
     pub fn dir(&self) -> &Path {
         &self.dir

@@ -125,9 +125,11 @@ impl FileWorkers {
         pool.on(move |ev: Event<EmbeddingDeletionRequested>| {
             let w = w.clone();
             async move {
+                // The saga's correlation id is its file.
+                let file = ev.envelope.correlation_id.clone().unwrap_or_default();
                 if !ev.data.content_hash.is_empty() {
                     w.db.get()?
-                        .delete_chunks_unless_indexed(&ev.data.content_hash)
+                        .delete_chunks_unless_used(&ev.data.content_hash, &file)
                         .await
                         .map_err(retry)?;
                 }
@@ -249,7 +251,11 @@ impl FileWorkers {
                 None,
                 ms,
             ),
-            Ok(x) => {
+            Ok(mut x) => {
+                // No database text column takes a NUL (PostgreSQL refuses it).
+                if x.text.contains('\0') {
+                    x.text = x.text.replace('\0', "\u{FFFD}");
+                }
                 let t = file_text::Model {
                     file_id: file_id.clone(),
                     content_hash: sha256_hex(&x.text),
@@ -271,8 +277,98 @@ impl FileWorkers {
 
     /// The design's generateEmbedding: every chunk of the text, once per text and model.
     async fn embed(&self, ev: Event<EmbeddingGenerationRequested>) -> Result<(), HandlerError> {
+        match self.embed_text(&ev).await {
+            Ok(done) => self.publish(&done, &ev.envelope, "completed").await,
+            // A failure that will not go away: the saga hears it now, not after its
+            // step timeouts.
+            Err(e) if !e.is_retryable() => {
+                self.embedding_failed(&ev.envelope, &e.to_string()).await
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Reports a failed embedding step (`error` set on the completion).
+    async fn embedding_failed(&self, cause: &Envelope, error: &str) -> Result<(), HandlerError> {
+        let failed = EmbeddingGenerationCompleted {
+            embedding_id: String::new(),
+            content_hash: cause
+                .data
+                .get("content_hash")
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_string(),
+            model_id: String::new(),
+            dimensions: 0,
+            generation_time_ms: 0.0,
+            cost_usd: 0.0,
+            quality_score: None,
+            error: Some(error.to_string()),
+        };
+        self.publish(&failed, cause, "completed").await
+    }
+
+    /// A step of this group that was dead-lettered (retries used up, a timeout, a
+    /// panic) is reported as failed to its saga at once. Called from an engine
+    /// thread: the work is spawned.
+    pub fn dead_lettered(self: &Arc<Self>, d: &strategist_actors::DeadLetter) {
+        let Some(env) = d.envelope.clone() else {
+            return;
+        };
+        let error = format!(
+            "{}: {} after {} attempts",
+            d.reason.as_str(),
+            d.error,
+            d.attempts
+        );
+        let w = self.clone();
+        match env.event_type.as_str() {
+            EmbeddingGenerationRequested::TYPE => {
+                actix::spawn(async move {
+                    if let Err(e) = w.embedding_failed(&env, &error).await {
+                        tracing::warn!(error = %e, "could not report a dead-lettered embedding step");
+                    }
+                });
+            }
+            SearchIndexUpdateRequested::TYPE => {
+                actix::spawn(async move {
+                    let failed = SearchIndexUpdateCompleted {
+                        file_id: env
+                            .data
+                            .get("file_id")
+                            .and_then(|v| v.as_str())
+                            .unwrap_or_default()
+                            .to_string(),
+                        success: false,
+                        documents_indexed: None,
+                        error: Some(error),
+                    };
+                    if let Err(e) = w.publish(&failed, &env, "completed").await {
+                        tracing::warn!(error = %e, "could not report a dead-lettered index step");
+                    }
+                });
+            }
+            _ => {}
+        }
+    }
+
+    async fn embed_text(
+        &self,
+        ev: &Event<EmbeddingGenerationRequested>,
+    ) -> Result<EmbeddingGenerationCompleted, HandlerError> {
         let store = self.db.get()?;
         let req = &ev.data;
+        if let Some(r) = &req.text_ref {
+            match store.file(&r.file_id).await.map_err(retry)? {
+                Some(f) if f.user_id == req.user_id => {}
+                _ => {
+                    return Err(HandlerError::permanent(format!(
+                        "file {} is not {}'s",
+                        r.file_id, req.user_id
+                    )));
+                }
+            }
+        }
         let text = match &req.text_ref {
             Some(r) => match store.file_text(&r.file_id).await.map_err(retry)? {
                 Some(t) => t.text,
@@ -354,7 +450,7 @@ impl FileWorkers {
                 .await
                 .map_err(retry)?;
         }
-        let done = EmbeddingGenerationCompleted {
+        Ok(EmbeddingGenerationCompleted {
             embedding_id: format!("{hash}:{model}"),
             content_hash: hash,
             model_id: model,
@@ -362,8 +458,8 @@ impl FileWorkers {
             generation_time_ms: started.elapsed().as_secs_f64() * 1000.0,
             cost_usd: cost,
             quality_score: None,
-        };
-        self.publish(&done, &ev.envelope, "completed").await
+            error: None,
+        })
     }
 
     /// Makes the file's chunks searchable in its core.

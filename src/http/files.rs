@@ -20,7 +20,7 @@ use utoipa_actix_web::service_config::ServiceConfig;
 use super::{ApiError, AppState, Caller, ErrorBody};
 use crate::events::contextual::FileUploaded;
 use crate::files::extract::{is_browser_viewable, sniff};
-use crate::files::storage::{StorageError, Stored, display_name};
+use crate::files::storage::{StorageError, Stored, Upload, display_name};
 use crate::store::entities::file;
 
 pub(super) fn routes(cfg: &mut ServiceConfig) {
@@ -72,7 +72,9 @@ async fn upload(
     }
     let store = state.db.http()?;
     let mut core: Option<String> = None;
-    let mut stored: Option<(Stored, String)> = None;
+    // The upload stays a temporary file until the whole form is valid and the file
+    // is recorded: a bad form leaves nothing on disk.
+    let mut stored: Option<(Upload, String)> = None;
     while let Some(field) = form.next().await {
         let mut field =
             field.map_err(|e| ApiError::bad_request("invalid_body", format!("multipart: {e}")))?;
@@ -125,7 +127,7 @@ async fn upload(
                 if up.size() == 0 {
                     return Err(ApiError::invalid_field("file", "empty"));
                 }
-                stored = Some((up.finish().await.map_err(ApiError::internal)?, filename));
+                stored = Some((up, filename));
             }
             other => {
                 return Err(ApiError::invalid_field(
@@ -135,12 +137,13 @@ async fn upload(
             }
         }
     }
-    let Some((stored, filename)) = stored else {
+    let Some((upload, filename)) = stored else {
         return Err(ApiError::invalid_field("file", "missing"));
     };
     let Some(core) = core else {
         return Err(ApiError::invalid_field("contextual_core_id", "missing"));
     };
+    let stored: Stored = upload.finish().await.map_err(ApiError::internal)?;
     let (mime, _) = sniff(&stored.head, &filename);
     let file_id = Ulid::generate().to_string();
     let row = file::Model {
@@ -209,7 +212,7 @@ async fn file_state(
         _ => return Err(ApiError::not_found(format!("no file {}", path.as_str()))),
     };
     let saga = store.saga(&f.id).await?;
-    let text = store.file_text(&f.id).await?;
+    let text = store.file_text_size(&f.id).await?;
     let indexed = store.indexed_chunks(&f.id).await?;
     let (status, steps, error) = match &saga {
         Some(s) => (
@@ -224,8 +227,8 @@ async fn file_state(
         "status": status,
         "steps": steps,
         "error": error,
-        "text_length": text.as_ref().map(|t| t.length),
-        "text_truncated": text.as_ref().map(|t| t.truncated),
+        "text_length": text.map(|t| t.0),
+        "text_truncated": text.map(|t| t.1),
         "indexed_chunks": indexed,
     })))
 }

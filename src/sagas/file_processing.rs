@@ -120,9 +120,10 @@ pub fn definition(step_timeout: Duration, step_retries: u32) -> SagaDefinition {
         completion: Some(EmbeddingGenerationCompleted::TYPE.into()),
         on_complete: Arc::new(|e| {
             let c: EmbeddingGenerationCompleted = serde_json::from_value(e.data.clone()).ok()?;
-            Some(Ok(
-                json!({"embedding_id": c.embedding_id, "model_id": c.model_id}),
-            ))
+            Some(match c.error {
+                Some(error) => Err(error),
+                None => Ok(json!({"embedding_id": c.embedding_id, "model_id": c.model_id})),
+            })
         }),
         compensation: Some(Arc::new(|d| {
             ev(&EmbeddingDeletionRequested {

@@ -118,6 +118,17 @@ impl Store {
             .await?)
     }
 
+    /// A file's text length and whether it was cut, without reading the text.
+    pub async fn file_text_size(&self, file_id: &str) -> Result<Option<(i64, bool)>, StoreError> {
+        Ok(file_text::Entity::find_by_id(file_id.to_string())
+            .select_only()
+            .column(file_text::Column::Length)
+            .column(file_text::Column::Truncated)
+            .into_tuple()
+            .one(&self.db)
+            .await?)
+    }
+
     /// Removes a file's text (compensation); true if there was one.
     pub async fn delete_text(&self, file_id: &str) -> Result<bool, StoreError> {
         let r = file_text::Entity::delete_by_id(file_id.to_string())
@@ -170,18 +181,26 @@ impl Store {
         Ok(())
     }
 
-    /// Removes a text's vectors (compensation) unless an indexed file still uses
-    /// them; returns how many were removed.
-    pub async fn delete_chunks_unless_indexed(
+    /// Removes a text's vectors (the compensation of `for_file`'s embedding step)
+    /// unless they may still serve another file: one in the index, or any other
+    /// file whose extracted text has the same hash (it is being, or will be,
+    /// embedded from this cache). Returns how many were removed.
+    pub async fn delete_chunks_unless_used(
         &self,
         content_hash: &str,
+        for_file: &str,
     ) -> Result<u64, StoreError> {
         let txn = self.begin_write().await?;
-        let used = index_entry::Entity::find()
+        let indexed = index_entry::Entity::find()
             .filter(index_entry::Column::ContentHash.eq(content_hash))
             .count(&txn)
             .await?;
-        if used > 0 {
+        let others = file_text::Entity::find()
+            .filter(file_text::Column::ContentHash.eq(content_hash))
+            .filter(file_text::Column::FileId.ne(for_file))
+            .count(&txn)
+            .await?;
+        if indexed > 0 || others > 0 {
             txn.commit().await?;
             return Ok(0);
         }
