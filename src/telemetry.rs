@@ -39,6 +39,9 @@ const QUIET: &str = "h2=off,hyper=off,hyper_util=off,tonic=off,tower=off,reqwest
 /// Installs the subscriber, the OTLP exporter when configured, and the panic hook.
 /// Call once, inside the actix System (the gRPC exporter needs its runtime).
 pub fn init() -> Telemetry {
+    // The HTTP exporter's reqwest client has no TLS provider of its own (see
+    // ai::http_call): without one installed first, building it panics.
+    crate::ai::http_call::install_crypto_provider();
     let filter = || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
@@ -95,9 +98,16 @@ fn exporter() -> Result<Option<SdkTracerProvider>, String> {
         "http/protobuf" => opentelemetry_otlp::SpanExporter::builder()
             .with_http()
             .build(),
+        "http/json" => {
+            use opentelemetry_otlp::WithExportConfig as _;
+            opentelemetry_otlp::SpanExporter::builder()
+                .with_http()
+                .with_protocol(opentelemetry_otlp::Protocol::HttpJson)
+                .build()
+        }
         other => {
             return Err(format!(
-                "OTEL_EXPORTER_OTLP_PROTOCOL `{other}` is not supported (grpc or http/protobuf)"
+                "OTEL_EXPORTER_OTLP_PROTOCOL `{other}` is not supported (grpc, http/protobuf or http/json)"
             ));
         }
     }
@@ -121,6 +131,40 @@ pub fn current_trace_context() -> Option<(String, Option<String>)> {
     TraceContextPropagator::new().inject_context(&cx, &mut carrier);
     let parent = carrier.remove("traceparent")?;
     Some((parent, carrier.remove("tracestate")))
+}
+
+/// The server span of one HTTP request: a child of the caller's `traceparent` when
+/// it sends one, named by the route's pattern (never the path with its ids), with
+/// the OpenTelemetry HTTP attributes and nothing about the person (no address, no
+/// user agent, no body).
+pub fn http_span(
+    method: &str,
+    route: &str,
+    headers: &actix_web::http::header::HeaderMap,
+) -> tracing::Span {
+    let span = tracing::info_span!(
+        "http",
+        otel.name = %format!("{method} {route}"),
+        otel.kind = "server",
+        http.request.method = %method,
+        http.route = %route,
+        http.response.status_code = tracing::field::Empty,
+    );
+    let text = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    if let Some(parent) = text("traceparent") {
+        let mut carrier = HashMap::from([("traceparent".to_owned(), parent)]);
+        if let Some(state) = text("tracestate") {
+            carrier.insert("tracestate".into(), state);
+        }
+        let cx = TraceContextPropagator::new().extract(&carrier);
+        let _ = span.set_parent(cx);
+    }
+    span
 }
 
 /// The span a handler call runs in: a span of its own whose parent is the trace

@@ -211,7 +211,9 @@ fn error_detail(body: &[u8]) -> Option<String> {
 /// Makes sure reqwest, built without a crypto provider of its own, finds one: ring,
 /// already in the tree through the database and Redis clients. Another component may
 /// have installed a provider first; that one is then used, which is just as good.
-fn install_crypto_provider() {
+/// Every reqwest client of the process needs it, the OTLP exporter's included
+/// (`telemetry::init` calls this before building it).
+pub(crate) fn install_crypto_provider() {
     static INSTALL: Once = Once::new();
     INSTALL.call_once(|| {
         let _already_installed = rustls::crypto::ring::default_provider().install_default();

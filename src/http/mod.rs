@@ -105,6 +105,7 @@ fn app(
         )
         .split_for_parts();
     app.wrap(actix_web::middleware::from_fn(refuse_nul))
+        .wrap(actix_web::middleware::from_fn(trace_request))
         .wrap(actix_web::middleware::Condition::new(
             !http.cors_origins.is_empty(),
             cors(&http.cors_origins),
@@ -130,6 +131,24 @@ fn cors(origins: &[String]) -> actix_cors::Cors {
         c = c.allowed_origin(o);
     }
     c
+}
+
+/// Every request runs in a server span (see `telemetry::http_span`), so what its
+/// handler publishes joins the caller's trace.
+async fn trace_request(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
+) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    use tracing::Instrument as _;
+    let route = req.match_pattern().unwrap_or_else(|| "unmatched".into());
+    let span = crate::telemetry::http_span(req.method().as_str(), &route, req.headers());
+    let res = next.call(req).instrument(span.clone()).await;
+    let status = match &res {
+        Ok(r) => r.status().as_u16(),
+        Err(e) => e.as_response_error().status_code().as_u16(),
+    };
+    span.record("http.response.status_code", status);
+    res
 }
 
 /// A `%00` in the path or query would reach a database text column that refuses
