@@ -270,6 +270,8 @@ impl FileWorkers {
                 let stored = store.file_text(&file_id).await.map_err(retry)?;
                 report(true, None, stored.as_ref(), ms)
             }
+            // Including a file that cannot be read (missing from the files directory):
+            // reported at once, so the saga fails with the reason instead of waiting.
             Err(e) => report(false, Some(e.to_string()), None, ms),
         };
         self.publish(&done, &ev.envelope, "completed").await
@@ -411,7 +413,13 @@ impl FileWorkers {
         let mut cost = 0.0;
         let mut dims = embedder.dimensions();
         if store.cached_chunks(&hash, &model).await.map_err(retry)? == 0 {
-            let chunks = chunk(&text, self.chunk_chars, self.overlap_chars);
+            // Chunking a long text is seconds of CPU: off the worker's thread, which
+            // other actors share.
+            let (max, overlap) = (self.chunk_chars, self.overlap_chars);
+            let text = text.clone();
+            let chunks = tokio::task::spawn_blocking(move || chunk(&text, max, overlap))
+                .await
+                .map_err(|e| HandlerError::retryable(format!("chunking: {e}")))?;
             let texts: Vec<String> = chunks.iter().map(|c| c.text.clone()).collect();
             let out = embedder
                 .embed_with_usage(&texts)
