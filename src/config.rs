@@ -56,6 +56,8 @@ pub struct Settings {
     pub embeddings: EmbeddingsSettings,
     /// Uploaded files and their processing.
     pub files: FilesSettings,
+    /// Who is told about critical errors, and how often.
+    pub alerts: AlertSettings,
     /// Graceful shutdown.
     pub shutdown: ShutdownSettings,
     /// Engine-wide settings.
@@ -115,6 +117,16 @@ pub struct HttpSettings {
     /// `/api/v1/events`), over `max_json_bytes`.
     #[serde(default)]
     pub body_limits: BTreeMap<String, usize>,
+}
+
+/// `[alerts]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertSettings {
+    /// User ids told about `system.error.critical` (empty: logs only).
+    pub admin_user_ids: Vec<String>,
+    /// At most one notification per admin per this many ms (the rest summed up).
+    pub interval_ms: u64,
 }
 
 /// `[files]`

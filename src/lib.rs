@@ -4,6 +4,7 @@
 //! configuration and the command line, on top of the engine in `strategist-actors`.
 //!
 //! # Layout
+//! - [`alerts`]: the system-monitor pool: critical errors to admins, rate-limited.
 //! - [`ai`]: providers, templates and the content-generator's handlers.
 //! - [`auth`]: bearer tokens (HS256 JWT).
 //! - [`embeddings`]: chunking, the embedder trait, the offline and OpenAI-compatible
@@ -28,6 +29,7 @@
 //! - [`ai`]: text generation: the provider trait, OpenAI-compatible and Anthropic backends.
 
 pub mod ai;
+pub mod alerts;
 pub mod archiver;
 pub mod auth;
 pub mod cli;

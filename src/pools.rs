@@ -96,6 +96,8 @@ pub struct Workers {
     pub ai: Option<std::sync::Arc<crate::ai::workers::AiWorkers>>,
     /// file-processor, embedding-generator, search-indexer.
     pub files: Option<std::sync::Arc<crate::files::workers::FileWorkers>>,
+    /// system-monitor.
+    pub alerts: Option<std::sync::Arc<crate::alerts::Alerts>>,
 }
 
 /// Builds every pool named in [`POOLS`] with its configured options and the
@@ -158,11 +160,14 @@ pub fn build(settings: &Settings, workers: &Workers) -> Result<Vec<Pool>, Config
                     notification::BriefingGenerationScheduled
                 );
             }
-            "system-monitor" => {
-                on!(p, "system-monitor", system::SystemErrorCritical);
-                on!(p, "system-monitor", system::SystemPerformanceDegraded);
-                on!(p, "system-monitor", system::SystemServiceHealth);
-            }
+            "system-monitor" => match &workers.alerts {
+                Some(a) => a.register(&mut p),
+                None => {
+                    on!(p, "system-monitor", system::SystemErrorCritical);
+                    on!(p, "system-monitor", system::SystemPerformanceDegraded);
+                    on!(p, "system-monitor", system::SystemServiceHealth);
+                }
+            },
             _ => {}
         }
         pools.push(p);

@@ -160,6 +160,11 @@ pub async fn run(mut settings: Settings, opts: ServeOptions) -> anyhow::Result<(
     let workers = pools::Workers {
         ai: Some(ai_workers.clone()),
         files: Some(file_workers.clone()),
+        alerts: Some(Arc::new(crate::alerts::Alerts::new(
+            publisher.clone(),
+            settings.alerts.admin_user_ids.clone(),
+            Duration::from_millis(settings.alerts.interval_ms.max(1)),
+        ))),
     };
     let mut all: Vec<Pool> = pools::build(&settings, &workers)?;
     all.push(archiver::pool(

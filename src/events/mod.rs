@@ -113,3 +113,15 @@ pub fn catalog() -> Catalog {
 
 #[cfg(test)]
 mod roundtrip;
+
+/// An event id derived from the event that caused it and a purpose: the same cause
+/// and purpose always give the same id, so a handler that runs twice (a redelivery)
+/// publishes the same event again, which a de-duplicating publisher drops. Keeps the
+/// cause's timestamp, so ids still sort by time.
+pub fn derived_id(cause: &strategist_actors::Envelope, purpose: &str) -> ulid::Ulid {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("{}:{purpose}", cause.id).as_bytes());
+    let mut random = [0u8; 16];
+    random[6..].copy_from_slice(&digest[..10]);
+    ulid::Ulid::from_parts(cause.id.timestamp_ms(), u128::from_be_bytes(random))
+}

@@ -21,7 +21,6 @@ use std::time::Instant;
 
 use sha2::{Digest, Sha256};
 use strategist_actors::{Envelope, Event, EventType, HandlerError, Pool, Publisher};
-use ulid::Ulid;
 
 use super::extract::{self, Limits};
 use super::storage::FileStore;
@@ -33,6 +32,7 @@ use crate::events::contextual::{
     FileTextExtractionRevertRequested, FileUploaded, ProcessingType, SearchIndexRemovalRequested,
     SearchIndexUpdateCompleted, SearchIndexUpdateRequested,
 };
+use crate::events::derived_id;
 use crate::store::entities::file_text;
 use crate::store::files::ChunkVector;
 
@@ -52,15 +52,6 @@ pub struct FileWorkers {
     embedders: Arc<Embedders>,
     chunk_chars: usize,
     overlap_chars: usize,
-}
-
-/// An event id derived from the request's id and a purpose: the same request always
-/// gives the same id, so a repeat of a step publishes the same event again.
-pub fn derived_id(cause: &Envelope, purpose: &str) -> Ulid {
-    let digest = Sha256::digest(format!("{}:{purpose}", cause.id).as_bytes());
-    let mut random = [0u8; 16];
-    random[6..].copy_from_slice(&digest[..10]);
-    Ulid::from_parts(cause.id.timestamp_ms(), u128::from_be_bytes(random))
 }
 
 fn sha256_hex(text: &str) -> String {
