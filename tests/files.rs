@@ -440,6 +440,37 @@ fn a_failing_embedding_step_undoes_the_extraction_and_tells_the_user() {
         .collect();
     assert_eq!(told.len(), 1);
     assert!(told[0]["data"].contains("failed"), "{:?}", told[0]);
+    // A late extraction request of the failed saga (a redelivery) does not bring
+    // back what the compensation removed.
+    let late: String = redis::cmd("XADD")
+        .arg("contextual.events")
+        .arg("*")
+        .arg("id")
+        .arg(ulid::Ulid::generate().to_string())
+        .arg("type")
+        .arg("file.text_extraction.requested")
+        .arg("version")
+        .arg("1")
+        .arg("timestamp")
+        .arg("2026-11-30T12:00:00.000Z")
+        .arg("data")
+        .arg(format!(r#"{{"file_id":"{id}"}}"#))
+        .arg("correlation_id")
+        .arg(&id)
+        .arg("user_id")
+        .arg("abe")
+        .query(&mut c)
+        .unwrap();
+    eventually(
+        Duration::from_secs(10),
+        "the late request was handled",
+        || {
+            let g = group(&mut c, "contextual.events", "file-processor");
+            g.pending == 0 && g.lag == 0
+        },
+    );
+    assert!(!late.is_empty());
+    assert!(get(app.port, &tok, &format!("/api/v1/files/{id}")).1["text_length"].is_null());
 }
 
 #[test]

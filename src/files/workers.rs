@@ -195,11 +195,34 @@ impl FileWorkers {
         Ok(())
     }
 
+    /// Whether the request belongs to a saga that already failed (or is undoing its
+    /// steps): a late request (a redelivery, a step that timed out and ran anyway)
+    /// must not recreate what the compensations removed.
+    async fn saga_ended(&self, request: &Envelope) -> Result<bool, HandlerError> {
+        let Some(saga) = request.correlation_id.as_deref() else {
+            return Ok(false);
+        };
+        let state = self.db.get()?.saga(saga).await.map_err(retry)?;
+        let ended = state.is_some_and(|s| {
+            matches!(
+                s.status,
+                strategist_actors::SagaStatus::Failed | strategist_actors::SagaStatus::Compensating
+            )
+        });
+        if ended {
+            tracing::info!(saga, event_id = %request.id, "a step's request came after its saga failed; skipped");
+        }
+        Ok(ended)
+    }
+
     /// The design's extractText.
     async fn extract_text(
         &self,
         ev: Event<FileTextExtractionRequested>,
     ) -> Result<(), HandlerError> {
+        if self.saga_ended(&ev.envelope).await? {
+            return Ok(());
+        }
         let store = self.db.get()?;
         let file_id = ev.data.file_id.clone();
         let started_at = Instant::now();
@@ -270,6 +293,9 @@ impl FileWorkers {
 
     /// The design's generateEmbedding: every chunk of the text, once per text and model.
     async fn embed(&self, ev: Event<EmbeddingGenerationRequested>) -> Result<(), HandlerError> {
+        if self.saga_ended(&ev.envelope).await? {
+            return Ok(());
+        }
         match self.embed_text(&ev).await {
             Ok(done) => self.publish(&done, &ev.envelope, "completed").await,
             // A failure that will not go away: the saga hears it now, not after its
@@ -463,6 +489,9 @@ impl FileWorkers {
 
     /// Makes the file's chunks searchable in its core.
     async fn index(&self, ev: Event<SearchIndexUpdateRequested>) -> Result<(), HandlerError> {
+        if self.saga_ended(&ev.envelope).await? {
+            return Ok(());
+        }
         let store = self.db.get()?;
         let req = &ev.data;
         let fail = |error: String| SearchIndexUpdateCompleted {
