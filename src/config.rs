@@ -137,6 +137,8 @@ pub struct FilesSettings {
     pub dir: String,
     /// The largest upload accepted.
     pub max_upload_bytes: u64,
+    /// An upload that sends nothing this long is cut off (408).
+    pub upload_stall_ms: u64,
     /// Longest text extraction of one file.
     pub extract_timeout_ms: u64,
     /// Most characters of text kept from one file.

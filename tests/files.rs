@@ -315,6 +315,38 @@ fn bad_uploads_are_refused_and_an_oversized_one_is_not_buffered() {
     );
 }
 
+#[test]
+fn an_upload_that_stops_sending_is_cut_off_and_leaves_nothing() {
+    use std::io::{Read, Write};
+    let r = redis();
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(
+        &r,
+        dir.path(),
+        &[("STRATEGIST__FILES__UPLOAD_STALL_MS", "500")],
+    );
+    let tok = token("stan");
+    let body = multipart(Some("c"), Some(("slow.txt", &vec![b'x'; 100_000])));
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", app.port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "POST /api/v1/files HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {tok}\r\nContent-Type: multipart/form-data; boundary={BOUNDARY}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    s.write_all(&body[..body.len() / 2]).unwrap();
+    // ... and nothing more.
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains(r#""code":"timeout""#), "{answer}");
+    let tmp = dir.path().join("files").join("tmp");
+    eventually(Duration::from_secs(5), "no temporary file left", || {
+        std::fs::read_dir(&tmp).map(|d| d.count()).unwrap_or(0) == 0
+    });
+}
+
 fn rss_kib(pid: u32) -> i64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap()

@@ -23,6 +23,22 @@ use crate::files::extract::{is_browser_viewable, sniff};
 use crate::files::storage::{StorageError, Stored, Upload, display_name};
 use crate::store::entities::file;
 
+/// Waits for the next part of an upload, at most `stall` (then 408): a client that
+/// stops sending must not hold a temporary file and a worker for ever.
+async fn next_or_stall<T>(
+    stall: std::time::Duration,
+    next: impl std::future::Future<Output = Option<T>>,
+) -> Result<Option<T>, ApiError> {
+    tokio::time::timeout(stall, next).await.map_err(|_| {
+        let mut e = ApiError::bad_request(
+            "timeout",
+            format!("the upload sent nothing for {} ms", stall.as_millis()),
+        );
+        e.status = actix_web::http::StatusCode::REQUEST_TIMEOUT;
+        e
+    })
+}
+
 pub(super) fn routes(cfg: &mut ServiceConfig) {
     cfg.service(upload).service(file_state).service(search);
 }
@@ -58,6 +74,7 @@ async fn upload(
     mut form: Multipart,
 ) -> Result<HttpResponse, ApiError> {
     let limit = state.settings.files.max_upload_bytes;
+    let stall = std::time::Duration::from_millis(state.settings.files.upload_stall_ms.max(1));
     // The form's own framing is small; a body declared larger than the file limit
     // plus that is refused before it is read.
     let declared = req
@@ -75,14 +92,14 @@ async fn upload(
     // The upload stays a temporary file until the whole form is valid and the file
     // is recorded: a bad form leaves nothing on disk.
     let mut stored: Option<(Upload, String)> = None;
-    while let Some(field) = form.next().await {
+    while let Some(field) = next_or_stall(stall, form.next()).await? {
         let mut field =
             field.map_err(|e| ApiError::bad_request("invalid_body", format!("multipart: {e}")))?;
         let name = field.name().unwrap_or_default().to_string();
         match name.as_str() {
             "contextual_core_id" => {
                 let mut v = Vec::new();
-                while let Some(chunk) = field.next().await {
+                while let Some(chunk) = next_or_stall(stall, field.next()).await? {
                     let chunk =
                         chunk.map_err(|e| ApiError::bad_request("invalid_body", e.to_string()))?;
                     v.extend_from_slice(&chunk);
@@ -114,7 +131,7 @@ async fn upload(
                         .unwrap_or("upload"),
                 );
                 let mut up = state.files.begin(limit).await.map_err(ApiError::internal)?;
-                while let Some(chunk) = field.next().await {
+                while let Some(chunk) = next_or_stall(stall, field.next()).await? {
                     let chunk =
                         chunk.map_err(|e| ApiError::bad_request("invalid_body", e.to_string()))?;
                     up.write(&chunk).await.map_err(|e| match e {
@@ -173,14 +190,15 @@ async fn upload(
     )
     .with_correlation(&file_id)
     .with_user(&caller.user_id);
-    state
-        .publisher
-        .publish(FileUploaded::STREAM, &env)
-        .await
-        .map_err(|e| {
-            tracing::warn!(error = %e, "file.uploaded could not be published");
-            ApiError::unavailable("Redis is not available; the file is stored but not processed")
-        })?;
+    if let Err(e) = state.publisher.publish(FileUploaded::STREAM, &env).await {
+        tracing::warn!(error = %e, "file.uploaded could not be published");
+        // No saga will start: forget the file rather than show it "waiting" for ever
+        // (the client is told to upload again).
+        let _ = store.forget_file(&file_id).await;
+        return Err(ApiError::unavailable(
+            "Redis is not available; the file was not accepted, upload it again",
+        ));
+    }
     Ok(HttpResponse::Accepted().json(json!({
         "file_id": file_id,
         "filename": filename,

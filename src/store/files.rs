@@ -78,6 +78,14 @@ impl Store {
         Ok(())
     }
 
+    /// Removes a file's record (an upload whose processing could not start).
+    pub async fn forget_file(&self, id: &str) -> Result<(), StoreError> {
+        file::Entity::delete_by_id(id.to_string())
+            .exec(&self.db)
+            .await?;
+        Ok(())
+    }
+
     /// A file by id.
     pub async fn file(&self, id: &str) -> Result<Option<file::Model>, StoreError> {
         Ok(file::Entity::find_by_id(id.to_string())
