@@ -270,7 +270,7 @@ impl AiWorkers {
             .fail_request(id, kind, user_id, &env.data, error)
             .await
             .map_err(crate::database::retry)?;
-        let fail_id = Ulid::generate().to_string();
+        let fail_id = crate::events::derived_id(env, "failed").to_string();
         let provider = env
             .data
             .get("ai_provider")
@@ -315,7 +315,7 @@ impl AiWorkers {
         };
         self.publish(
             &failed,
-            &Ulid::generate().to_string(),
+            &crate::events::derived_id(&ev.envelope, "failed").to_string(),
             &ev.envelope,
             &req.user_id,
         )
@@ -406,7 +406,7 @@ impl AiWorkers {
                 };
                 self.publish(
                     &failed,
-                    &Ulid::generate().to_string(),
+                    &crate::events::derived_id(&ev.envelope, "failed").to_string(),
                     &ev.envelope,
                     &req.user_id,
                 )

@@ -168,6 +168,9 @@ impl From<crate::store::StoreError> for ApiError {
         match e {
             S::Connect { .. } => ApiError::unavailable("the database is not available"),
             S::Conflict(m) => ApiError::conflict(m),
+            S::UnknownCursor(c) => {
+                ApiError::bad_request("invalid_query", format!("after: no event {c}"))
+            }
             S::Db(sea_orm::DbErr::Conn(_)) | S::Db(sea_orm::DbErr::ConnectionAcquire(_)) => {
                 ApiError::unavailable("the database is not available")
             }

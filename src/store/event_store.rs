@@ -103,7 +103,11 @@ impl Store {
             cond = cond.add(Column::TimestampMs.lt(t));
         }
         let prev = match &q.after {
-            Some(after) => Events::find_by_id(after.clone()).one(&self.db).await?,
+            Some(after) => match Events::find_by_id(after.clone()).one(&self.db).await? {
+                Some(p) => Some(p),
+                // Starting over from the first page would loop a paging client.
+                None => return Err(StoreError::UnknownCursor(after.clone())),
+            },
             None => None,
         };
         if let Some(prev) = prev {

@@ -53,6 +53,9 @@ pub enum StoreError {
     /// Another writer changed what this one read; try again (one at a time).
     #[error("database: conflict: {0}")]
     Conflict(String),
+    /// A page cursor (`after`) that names no row.
+    #[error("after: no event {0}")]
+    UnknownCursor(String),
 }
 
 /// The open database.
