@@ -11,6 +11,8 @@
 //!   embedders, cosine similarity (pure: no Redis, no database).
 //! - [`events`]: every event type as a typed payload, one file per stream.
 //! - [`pools`]: which consumer group handles which types.
+//! - [`metrics`]: the design's metrics from the engine, Redis and `/proc`, as the
+//!   JSON of `/api/v1/metrics` and the Prometheus text of `/metrics`.
 //! - [`archiver`]: the group that writes every event into the event store.
 //! - [`projections`]: projection groups (user preferences).
 //! - [`sagas`]: the FileProcessingSaga on the engine's saga runtime.
@@ -42,6 +44,7 @@ pub mod files;
 pub mod hooks;
 pub mod http;
 pub mod local_redis;
+pub mod metrics;
 pub mod pools;
 pub mod projections;
 pub mod redis_conn;

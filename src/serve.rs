@@ -261,6 +261,7 @@ pub async fn run(mut settings: Settings, opts: ServeOptions) -> anyhow::Result<(
             files,
             embedders,
             settings: Arc::new(settings.clone()),
+            metrics: engine.metrics(),
         };
         let (addr, server) = http::start(&settings.http.addr, state)
             .with_context(|| format!("cannot listen on {}", settings.http.addr))?;

@@ -20,9 +20,10 @@ use crate::health::Health;
 use crate::hooks::Hooks;
 use crate::keys::Keys;
 use crate::leases::{LeaseKeeper, LeaseTable, Leases, LostSink};
+use crate::metrics::{RouteMetrics, TypeSnapshot};
 use crate::pool::{Pool, StartFrom};
 use crate::router::{Crash, Drain, Route};
-use crate::stats::RouteStats;
+use crate::stats::{RouteStats, StatsSnapshot};
 use crate::watchdog::{RouterSlot, RouterSpec, Watchdog};
 use crate::worker::Worker;
 
@@ -100,12 +101,74 @@ pub struct RouteInfo {
     pub types: Vec<String>,
     /// Its counters.
     pub stats: Arc<RouteStats>,
+    /// Its per event type measurements.
+    pub metrics: Arc<RouteMetrics>,
+}
+
+/// One router's figures at one moment: see [`EngineMetrics::snapshot`].
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RouteSnapshot {
+    /// The stream (without prefix).
+    pub stream: String,
+    /// The consumer group.
+    pub group: String,
+    /// This process's consumer name in the group.
+    pub consumer: String,
+    /// Its counters (and entries in flight now).
+    pub stats: StatsSnapshot,
+    /// Per event type: counts, processing time, latency, the sliding window.
+    pub types: Vec<TypeSnapshot>,
+}
+
+/// A cheap, cloneable handle on the measurements of every router of an engine, for
+/// whoever reports them (an HTTP handler, an exporter) without holding the engine.
+///
+/// ```no_run
+/// # fn show(engine: &strategist_actors::Engine) {
+/// let metrics = engine.metrics();
+/// for route in metrics.snapshot() {
+///     for t in &route.types {
+///         println!(
+///             "{}/{} {}: {} handled, {:.1}/min, p95 {:.2} ms",
+///             route.stream, route.group, t.event_type, t.handled,
+///             t.window.throughput_per_minute(), t.window.processing.p95_ms,
+///         );
+///     }
+/// }
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct EngineMetrics {
+    routes: Arc<[RouteInfo]>,
+}
+
+impl EngineMetrics {
+    /// No routers: for a process that runs none.
+    pub fn empty() -> Self {
+        EngineMetrics {
+            routes: Arc::from(Vec::new()),
+        }
+    }
+
+    /// Every router's figures now, in the order the routers were started.
+    pub fn snapshot(&self) -> Vec<RouteSnapshot> {
+        self.routes
+            .iter()
+            .map(|r| RouteSnapshot {
+                stream: r.stream.clone(),
+                group: r.group.clone(),
+                consumer: r.consumer.clone(),
+                stats: r.stats.snapshot(),
+                types: r.metrics.snapshot(),
+            })
+            .collect()
+    }
 }
 
 /// The running engine.
 pub struct Engine {
     routers: Vec<RouterSlot>,
-    routes: Vec<RouteInfo>,
+    routes: Arc<[RouteInfo]>,
     arbiters: Vec<Arbiter>,
     health: Health,
 }
@@ -182,6 +245,7 @@ impl Engine {
                     })
                     .collect();
                 let stats = Arc::new(RouteStats::default());
+                let metrics = Arc::new(RouteMetrics::default());
                 let route = Arc::new(Route {
                     stream: stream.to_owned(),
                     part: format!("router:{stream}/{}", pool.name),
@@ -191,6 +255,7 @@ impl Engine {
                     catalog: catalog.clone(),
                     hooks: hooks.clone(),
                     stats: stats.clone(),
+                    metrics: metrics.clone(),
                 });
                 routes.push(RouteInfo {
                     stream: stream.to_owned(),
@@ -202,6 +267,7 @@ impl Engine {
                         .map(String::from)
                         .collect(),
                     stats,
+                    metrics,
                 });
                 let leases = Arc::new(Leases::default());
                 let spec = RouterSpec {
@@ -245,7 +311,7 @@ impl Engine {
         arbiters.push(upkeep);
         Ok(Engine {
             routers,
-            routes,
+            routes: Arc::from(routes),
             arbiters,
             health,
         })
@@ -254,6 +320,13 @@ impl Engine {
     /// The routers running in this process.
     pub fn routes(&self) -> &[RouteInfo] {
         &self.routes
+    }
+
+    /// A handle on every router's measurements (see [`EngineMetrics`]).
+    pub fn metrics(&self) -> EngineMetrics {
+        EngineMetrics {
+            routes: self.routes.clone(),
+        }
     }
 
     /// The health board the engine reports to.

@@ -29,6 +29,8 @@
 //! - [`saga`]: multi-step workflows that survive crashes.
 //! - [`keys`]: key names; [`health`]: readiness board; [`hooks`]: dead-letter and
 //!   crash-loop hooks; [`stats`]: counters; [`budget`]: restart budget.
+//! - [`metrics`]: per event type counts, processing time and latency (HDR
+//!   histograms over a sliding window); [`Engine::metrics`] reads them all.
 //!
 //! # Delivery
 //! At least once. An entry is acked only after its handler succeeded or after it was
@@ -52,6 +54,7 @@ pub mod health;
 pub mod hooks;
 pub mod keys;
 mod leases;
+pub mod metrics;
 pub mod pool;
 pub mod publisher;
 pub mod redis_io;
@@ -71,7 +74,7 @@ pub use catalog::{Catalog, CheckError, EventType};
 pub use dead_letters::{
     AuditAction, AuditPage, DeadLetterEntry, DeadLetterError, DeadLetterFilter, DeadLetters,
 };
-pub use engine::{Engine, EngineConfig, EngineError, RouteInfo};
+pub use engine::{Engine, EngineConfig, EngineError, EngineMetrics, RouteInfo, RouteSnapshot};
 pub use envelope::{DecodeError, Envelope};
 pub use handler::{Delivery, Event, Handler, HandlerError};
 pub use health::Health;

@@ -1,4 +1,4 @@
-//! Counters of one router, shared with whoever reports them (HTTP, Prometheus,
+//! Counters of one router (and one gauge, `in_flight`), shared with whoever reports them (HTTP, Prometheus,
 //! benchmarks). Plain atomics: reading them never slows the router down.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,6 +27,8 @@ pub struct RouteStats {
     /// Entries another consumer claimed while this one held them (their handlers
     /// were cancelled).
     pub leases_lost: AtomicU64,
+    /// Entries running on a worker now (a gauge, not a counter).
+    pub in_flight: AtomicU64,
 }
 
 /// A copy of [`RouteStats`] at one moment.
@@ -52,6 +54,8 @@ pub struct StatsSnapshot {
     pub busy_us: u64,
     /// See [`RouteStats::leases_lost`].
     pub leases_lost: u64,
+    /// See [`RouteStats::in_flight`].
+    pub in_flight: u64,
 }
 
 impl RouteStats {
@@ -73,6 +77,7 @@ impl RouteStats {
             gone: r(&self.gone),
             busy_us: r(&self.busy_us),
             leases_lost: r(&self.leases_lost),
+            in_flight: r(&self.in_flight),
         }
     }
 }

@@ -133,6 +133,10 @@ async fn a_panicking_handler_is_restarted_and_its_entry_delivered_again() {
         (stats.handled, stats.failed, stats.dead_lettered),
         (2, 1, 0)
     );
+    let snap = engine.metrics().snapshot();
+    let t = &snap[0].types[0];
+    assert_eq!((t.handled, t.failed, t.window.handled), (2, 1, 2));
+    assert_eq!(snap[0].stats.in_flight, 0, "nothing runs any more");
     engine.stop();
 }
 
@@ -181,6 +185,23 @@ async fn exhausted_and_permanent_failures_are_dead_lettered_with_every_field() {
         .query(&mut c)
         .unwrap();
     assert_eq!(retry_key_len, 0, "no retry left scheduled");
+    // Measured per type: three failed calls, two dead letters, no latency (that is
+    // of successes only).
+    let metrics = engine.metrics();
+    eventually_async(Duration::from_secs(5), "both dead letters measured", || {
+        metrics.snapshot()[0]
+            .types
+            .first()
+            .is_some_and(|t| t.dead_lettered == 2)
+    })
+    .await;
+    let snap = metrics.snapshot();
+    let t = &snap[0].types[0];
+    assert_eq!(t.event_type, PING);
+    assert_eq!((t.handled, t.failed, t.dead_lettered), (0, 3, 2));
+    assert_eq!((t.window.failed, t.window.dead_lettered), (3, 2));
+    assert_eq!(t.window.error_rate(), 1.0);
+    assert_eq!((t.processing.count, t.latency.count), (3, 0));
     engine.stop();
 }
 

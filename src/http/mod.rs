@@ -1,5 +1,5 @@
-//! The HTTP API of the contract (`/api/v1/...`), health at the root, and the
-//! OpenAPI document of every route at `/api/openapi.json`.
+//! The HTTP API of the contract (`/api/v1/...`), health and Prometheus `/metrics` at
+//! the root, and the OpenAPI document of every route at `/api/openapi.json`.
 //!
 //! Each file holds one resource; every handler is registered through
 //! `utoipa_actix_web`, so a route cannot exist without being in the OpenAPI
@@ -16,6 +16,7 @@ mod events;
 mod files;
 mod health;
 mod limits;
+mod metrics;
 mod openapi;
 mod preferences;
 mod projections;
@@ -25,7 +26,7 @@ use std::sync::Arc;
 
 use actix_web::{App, HttpServer, dev::ServerHandle, web};
 use redis::aio::ConnectionManager;
-use strategist_actors::{DeadLetters, Health, Publisher, Replies};
+use strategist_actors::{DeadLetters, EngineMetrics, Health, Publisher, Replies};
 use utoipa_actix_web::AppExt as _;
 
 pub use auth::Caller;
@@ -66,6 +67,8 @@ pub struct AppState {
     pub embedders: Arc<crate::embeddings::Embedders>,
     /// The settings the API reads (limits, timeouts).
     pub settings: Arc<Settings>,
+    /// The engine's measurements (`/metrics`, `/api/v1/metrics`).
+    pub metrics: EngineMetrics,
 }
 
 /// The API's routes, for the server and for the OpenAPI document.
@@ -93,6 +96,7 @@ fn app(
         .app_data(web::PathConfig::default().error_handler(error::path_error))
         .service(health::healthz)
         .service(health::readyz)
+        .service(metrics::prometheus_text)
         .service(
             utoipa_actix_web::scope("/api/v1")
                 .configure(content::routes)
@@ -101,6 +105,7 @@ fn app(
                 .configure(preferences::routes)
                 .configure(projections::routes)
                 .configure(streams::routes)
+                .configure(metrics::routes)
                 .configure(dlq::routes),
         )
         .split_for_parts();

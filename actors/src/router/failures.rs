@@ -12,6 +12,7 @@ use super::Router;
 use crate::dead_letters::letter_fields;
 use crate::envelope::{Envelope, now_millis};
 use crate::hooks::{DeadLetter, DeadLetterReason};
+use crate::metrics::OTHER_TYPE;
 use crate::redis_io::Entry;
 use crate::stats::RouteStats;
 use crate::worker::panic_message;
@@ -69,6 +70,15 @@ impl Router {
                     RouteStats::add(&act.route.stats.dead_lettered, 1);
                     RouteStats::add(&act.route.stats.acked, 1);
                     let envelope = envelope.or_else(|| Envelope::from_pairs(entry.pairs()).ok());
+                    // A type this route neither handles nor measures already (say,
+                    // garbage from the wire) is counted under `other`.
+                    let metrics = &act.route.metrics;
+                    let event_type = envelope
+                        .as_ref()
+                        .map(|e| e.event_type.as_str())
+                        .filter(|t| act.route.handlers.contains_key(*t) || metrics.tracks(t))
+                        .unwrap_or(OTHER_TYPE);
+                    metrics.record_dead_letter(event_type);
                     let letter = DeadLetter {
                         stream: act.route.stream.clone(),
                         group: act.backend.keys.group.clone(),

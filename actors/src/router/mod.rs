@@ -34,6 +34,7 @@ mod upkeep;
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -51,6 +52,7 @@ use crate::handler::{Delivery, Handler};
 use crate::health::Health;
 use crate::hooks::{DeadLetterReason, Hooks};
 use crate::leases::{LeaseLost, Leases};
+use crate::metrics::{Attempt, RouteMetrics, published_ms};
 use crate::pool::PoolOptions;
 use crate::redis_io::Entry;
 use crate::stats::RouteStats;
@@ -69,6 +71,8 @@ pub(crate) struct Route {
     pub(crate) catalog: Arc<Catalog>,
     pub(crate) hooks: Hooks,
     pub(crate) stats: Arc<RouteStats>,
+    /// Per event type counts and timings (see [`crate::metrics`]).
+    pub(crate) metrics: Arc<RouteMetrics>,
 }
 
 impl Route {
@@ -91,6 +95,8 @@ struct InFlight {
     started: Instant,
     event_type: String,
     ordering_key: Option<String>,
+    /// When it was published (ms since the epoch), for the latency.
+    published_ms: i64,
 }
 
 /// An entry ready to run, kept while it waits for its ordering key.
@@ -360,6 +366,7 @@ impl Router {
                 started: Instant::now(),
                 event_type: env.event_type.clone(),
                 ordering_key: ordering_key.clone(),
+                published_ms: published_ms(&id, env.timestamp.timestamp_millis()),
             },
         );
         let ready = Ready {
@@ -413,6 +420,10 @@ impl Router {
         };
         if f.running.is_none() {
             self.running += 1;
+            self.route
+                .stats
+                .in_flight
+                .store(self.running as u64, Ordering::Relaxed);
         }
         f.running = Some((worker, abort));
         f.started = Instant::now();
@@ -449,6 +460,10 @@ impl Router {
         self.leases.release(id);
         if let Some((w, _)) = &f.running {
             self.running = self.running.saturating_sub(1);
+            self.route
+                .stats
+                .in_flight
+                .store(self.running as u64, Ordering::Relaxed);
             self.load[*w] = self.load[*w].saturating_sub(1);
         }
         Some(f)
@@ -472,7 +487,10 @@ impl Router {
             return;
         };
         let stats = self.route.stats.clone();
-        RouteStats::add(&stats.busy_us, f.started.elapsed().as_micros() as u64);
+        let took = f.started.elapsed();
+        RouteStats::add(&stats.busy_us, took.as_micros() as u64);
+        let metrics = self.route.metrics.clone();
+        let (event_type, published) = (f.event_type.as_str(), Some(f.published_ms));
         let outcome = res.unwrap_or_else(|e| Outcome::WorkerLost(e.to_string()));
         let policy = self.opts().retry_for(&f.event_type).clone();
         let key = f.ordering_key.clone();
@@ -480,16 +498,19 @@ impl Router {
         match dispose(outcome, f.entry.deliveries, &policy) {
             Disposition::Ack => {
                 RouteStats::add(&stats.handled, 1);
+                metrics.record(event_type, Attempt::Handled, took, published);
                 self.ack(f.source, id, ctx);
             }
             Disposition::Forget => {}
             Disposition::RetryAfter(delay) => {
                 RouteStats::add(&stats.failed, 1);
+                metrics.record(event_type, Attempt::Failed, took, published);
                 self.schedule_retry(f.entry, f.source, delay, ctx);
                 parked = true;
             }
             Disposition::DeadLetter(reason, error) => {
                 RouteStats::add(&stats.failed, 1);
+                metrics.record(event_type, Attempt::Failed, took, published);
                 self.dead_letter(f.entry, f.source, reason, error, None, ctx);
             }
         }
@@ -558,6 +579,7 @@ impl Supervised for Router {
         self.acking = false;
         self.ops = 0;
         self.running = 0;
+        self.route.stats.in_flight.store(0, Ordering::Relaxed);
         for f in self.in_flight.values() {
             if let Some((_, abort)) = &f.running {
                 abort.abort();

@@ -1,0 +1,274 @@
+//! Queue figures read from Redis, so that any process (an API-only one too) answers
+//! for the whole system and not only for the routers it runs: per stream its length,
+//! per consumer group its consumers, pending entries (`XPENDING` summary), lag,
+//! entries read and last delivered id (`XINFO GROUPS`), the age of its oldest pending
+//! entry and its dead letters of the last minutes.
+//!
+//! Invariants:
+//! - `lag` is Redis's own figure, reported as is (null where Redis cannot tell):
+//!   Redis 7.0 reports it wrong after deletions inside the group's range, so it is
+//!   always given with `entries_read` and `last_delivered_id` to judge it by;
+//! - ages are measured against Redis's clock (`TIME`), the clock entry ids are made
+//!   with, so a process whose clock drifts still reports the right age;
+//! - a stream nobody wrote to yet is reported with length 0 and no group;
+//! - the redelivery streams of reprocessed dead letters are not counted here.
+
+use redis::Value;
+use redis::aio::ConnectionManager;
+use serde::Serialize;
+use strategist_actors::Keys;
+use strategist_actors::metrics::{SLOT, SLOTS};
+
+/// Dead letters read back per stream at most, to count the recent ones: past that,
+/// the count is a lower bound.
+const MAX_DEAD_LETTERS_READ: usize = 10_000;
+
+/// Why the figures could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    /// Redis refused or is unreachable.
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+}
+
+/// Every stream's queue figures at one moment.
+#[derive(Debug, Clone, Serialize)]
+pub struct QueueFigures {
+    /// Redis's clock when they were read, ms since the epoch.
+    pub redis_time_ms: i64,
+    /// One per stream asked for, in that order.
+    pub streams: Vec<StreamQueue>,
+}
+
+/// One stream.
+#[derive(Debug, Clone, Serialize)]
+pub struct StreamQueue {
+    /// Its name, without the key prefix.
+    pub stream: String,
+    /// Entries in it.
+    pub length: u64,
+    /// Its consumer groups, by name.
+    pub groups: Vec<GroupQueue>,
+}
+
+/// One consumer group of a stream.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct GroupQueue {
+    /// The group (the worker pool's name).
+    pub group: String,
+    /// Consumers in it.
+    pub consumers: u64,
+    /// Entries delivered and not acked yet (`XPENDING`).
+    pub pending: u64,
+    /// Entries not delivered yet, as Redis says (null when it cannot tell).
+    pub lag: Option<u64>,
+    /// Entries the group has read, as Redis says (null when it cannot tell).
+    pub entries_read: Option<u64>,
+    /// The last entry delivered to the group.
+    pub last_delivered_id: Option<String>,
+    /// The oldest pending entry.
+    pub oldest_pending_id: Option<String>,
+    /// Its age by Redis's clock, in ms (null when nothing is pending).
+    pub oldest_pending_age_ms: Option<u64>,
+    /// Dead letters of this group in the stream's dead-letter stream over the last
+    /// [`SLOTS`] minutes.
+    pub dead_letters_window: u64,
+}
+
+impl GroupQueue {
+    /// Pending plus lag: what the group still has to finish.
+    pub fn queue_depth(&self) -> u64 {
+        self.pending + self.lag.unwrap_or(0)
+    }
+
+    /// Dead letters per minute over the window.
+    pub fn dead_letters_per_minute(&self) -> f64 {
+        self.dead_letters_window as f64 / SLOTS as f64
+    }
+}
+
+/// Reads the figures of `streams` (names without prefix).
+pub async fn read(
+    conn: &mut ConnectionManager,
+    keys: &Keys,
+    streams: &[&str],
+) -> Result<QueueFigures, QueueError> {
+    let time: (String, String) = redis::cmd("TIME").query_async(conn).await?;
+    let now_ms =
+        time.0.parse::<i64>().unwrap_or(0) * 1000 + time.1.parse::<i64>().unwrap_or(0) / 1000;
+    let mut out = Vec::with_capacity(streams.len());
+    for name in streams {
+        out.push(stream(conn, keys, name, now_ms).await?);
+    }
+    Ok(QueueFigures {
+        redis_time_ms: now_ms,
+        streams: out,
+    })
+}
+
+async fn stream(
+    conn: &mut ConnectionManager,
+    keys: &Keys,
+    name: &str,
+    now_ms: i64,
+) -> Result<StreamQueue, QueueError> {
+    let key = keys.stream(name);
+    let length: u64 = redis::cmd("XLEN").arg(&key).query_async(conn).await?;
+    let mut s = StreamQueue {
+        stream: name.to_owned(),
+        length,
+        groups: Vec::new(),
+    };
+    let groups: Vec<Value> = match redis::cmd("XINFO")
+        .arg("GROUPS")
+        .arg(&key)
+        .query_async(conn)
+        .await
+    {
+        Ok(v) => v,
+        Err(e) if e.to_string().contains("no such key") => return Ok(s),
+        Err(e) => return Err(e.into()),
+    };
+    for g in groups {
+        let mut q = GroupQueue::default();
+        for (k, v) in pairs(g) {
+            match k.as_str() {
+                "name" => q.group = text(&v).unwrap_or_default(),
+                "consumers" => q.consumers = uint(&v).unwrap_or(0),
+                "lag" => q.lag = uint(&v),
+                "entries-read" => q.entries_read = uint(&v),
+                "last-delivered-id" => q.last_delivered_id = text(&v),
+                _ => {}
+            }
+        }
+        let summary: Value = redis::cmd("XPENDING")
+            .arg(&key)
+            .arg(&q.group)
+            .query_async(conn)
+            .await?;
+        if let Value::Array(parts) = summary {
+            q.pending = parts.first().and_then(uint).unwrap_or(0);
+            q.oldest_pending_id = parts.get(1).and_then(text);
+        }
+        q.oldest_pending_age_ms = q
+            .oldest_pending_id
+            .as_deref()
+            .and_then(id_ms)
+            .map(|ms| now_ms.saturating_sub(ms).max(0) as u64);
+        s.groups.push(q);
+    }
+    s.groups.sort_by(|a, b| a.group.cmp(&b.group));
+    if !s.groups.is_empty() {
+        count_dead_letters(conn, &keys.dlq(name), now_ms, &mut s.groups).await?;
+    }
+    Ok(s)
+}
+
+/// Counts the dead letters of the window per group (`dlq_group` of each letter).
+async fn count_dead_letters(
+    conn: &mut ConnectionManager,
+    dlq_key: &str,
+    now_ms: i64,
+    groups: &mut [GroupQueue],
+) -> Result<(), QueueError> {
+    let since = now_ms - (SLOT.as_millis() as i64) * SLOTS as i64;
+    let v: Value = redis::cmd("XRANGE")
+        .arg(dlq_key)
+        .arg(since.max(0))
+        .arg("+")
+        .arg("COUNT")
+        .arg(MAX_DEAD_LETTERS_READ)
+        .query_async(conn)
+        .await?;
+    for e in strategist_actors::redis_io::parse_entries(v) {
+        let group = e.pairs().find(|(k, _)| *k == "dlq_group").map(|(_, v)| v);
+        if let Some(g) = groups
+            .iter_mut()
+            .find(|g| Some(g.group.as_bytes()) == group)
+        {
+            g.dead_letters_window += 1;
+        }
+    }
+    Ok(())
+}
+
+/// The time part of an entry id, ms since the epoch.
+fn id_ms(id: &str) -> Option<i64> {
+    id.split('-').next()?.parse().ok()
+}
+
+/// A reply's key/value pairs, from a RESP2 flat array or a RESP3 map.
+fn pairs(v: Value) -> Vec<(String, Value)> {
+    match v {
+        Value::Map(kv) => kv
+            .into_iter()
+            .filter_map(|(k, v)| text(&k).map(|k| (k, v)))
+            .collect(),
+        Value::Array(items) => {
+            let mut out = Vec::with_capacity(items.len() / 2);
+            let mut it = items.into_iter();
+            while let (Some(k), Some(v)) = (it.next(), it.next()) {
+                if let Some(k) = text(&k) {
+                    out.push((k, v));
+                }
+            }
+            out
+        }
+        _ => Vec::new(),
+    }
+}
+
+fn text(v: &Value) -> Option<String> {
+    match v {
+        Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
+        Value::SimpleString(s) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+fn uint(v: &Value) -> Option<u64> {
+    match v {
+        Value::Int(i) => u64::try_from(*i).ok(),
+        other => text(other).and_then(|s| s.parse().ok()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replies_are_read_from_either_protocol() {
+        let flat = Value::Array(vec![
+            Value::BulkString(b"lag".to_vec()),
+            Value::Int(3),
+            Value::SimpleString("name".into()),
+            Value::BulkString(b"g".to_vec()),
+        ]);
+        let p = pairs(flat);
+        assert_eq!(p.len(), 2);
+        assert_eq!(uint(&p[0].1), Some(3));
+        assert_eq!(text(&p[1].1).as_deref(), Some("g"));
+        assert_eq!(uint(&Value::Nil), None);
+        assert_eq!(uint(&Value::Int(-1)), None);
+        assert_eq!(id_ms("1764417600123-7"), Some(1_764_417_600_123));
+    }
+
+    #[test]
+    fn depth_is_pending_plus_lag() {
+        let g = GroupQueue {
+            pending: 2,
+            lag: Some(5),
+            dead_letters_window: 10,
+            ..GroupQueue::default()
+        };
+        assert_eq!(g.queue_depth(), 7);
+        assert_eq!(g.dead_letters_per_minute(), 2.0);
+        let unknown = GroupQueue {
+            pending: 2,
+            lag: None,
+            ..GroupQueue::default()
+        };
+        assert_eq!(unknown.queue_depth(), 2);
+    }
+}
