@@ -58,6 +58,8 @@ pub struct Settings {
     pub files: FilesSettings,
     /// Who is told about critical errors, and how often.
     pub alerts: AlertSettings,
+    /// The `system.service.health` reports.
+    pub health: HealthSettings,
     /// Graceful shutdown.
     pub shutdown: ShutdownSettings,
     /// Engine-wide settings.
@@ -117,6 +119,14 @@ pub struct HttpSettings {
     /// `/api/v1/events`), over `max_json_bytes`.
     #[serde(default)]
     pub body_limits: BTreeMap<String, usize>,
+}
+
+/// `[health]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthSettings {
+    /// How often this process publishes `system.service.health` (0: never).
+    pub interval_ms: u64,
 }
 
 /// `[alerts]`

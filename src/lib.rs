@@ -21,6 +21,7 @@
 //! - [`files`]: uploaded files: type sniffing and text extraction (pure, bounded).
 //! - [`config`]: settings from `config/default.toml`, a file and the environment.
 //! - [`serve`]: `strategist serve`, start-up and graceful shutdown.
+//! - [`health_report`]: `system.service.health` on a timer.
 //! - [`hooks`]: what the application publishes when the engine decides alone.
 //! - [`http`]: the HTTP API (one file per resource) and its OpenAPI document.
 //! - [`cli`]: the other subcommands (publish, tail, schema, bench).
@@ -41,6 +42,7 @@ pub mod dead_letter_mirror;
 pub mod embeddings;
 pub mod events;
 pub mod files;
+pub mod health_report;
 pub mod hooks;
 pub mod http;
 pub mod local_redis;

@@ -224,6 +224,19 @@ pub async fn run(mut settings: Settings, opts: ServeOptions) -> anyhow::Result<(
         .start()
         .await
         .context("starting the worker pools")?;
+    if settings.health.interval_ms > 0 {
+        crate::health_report::spawn(
+            publisher.clone(),
+            health.clone(),
+            engine.metrics(),
+            format!(
+                "strategist@{}-{}",
+                strategist_actors::engine::hostname(),
+                std::process::id()
+            ),
+            Duration::from_millis(settings.health.interval_ms),
+        );
+    }
     // Every process mirrors the dead letters into the database (idempotent upserts).
     dead_letter_mirror::spawn(db.clone(), dead_letters.clone());
 

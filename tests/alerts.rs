@@ -74,3 +74,50 @@ fn an_alert_storm_is_one_notification_per_admin_per_interval_and_each_is_logged(
     );
     assert_eq!(notices(&mut c, "ops").len(), 2);
 }
+
+#[test]
+fn health_reports_arrive_on_schedule_with_measured_memory() {
+    let r = redis();
+    let app = App::serve(
+        &r.url(),
+        &[
+            ("STRATEGIST_AUTH_SECRET", "s"),
+            ("STRATEGIST__HEALTH__INTERVAL_MS", "300"),
+        ],
+    );
+    let mut c = conn(&r);
+    let reports = |c: &mut redis::Connection| -> Vec<serde_json::Value> {
+        entries(c, "system.events")
+            .into_iter()
+            .filter(|e| e["type"] == "system.service.health")
+            .map(|e| serde_json::from_str(&e["data"]).unwrap())
+            .collect()
+    };
+    eventually(Duration::from_secs(10), "three health reports", || {
+        reports(&mut c).len() >= 3
+    });
+    let all = reports(&mut c);
+    let last = all.last().unwrap();
+    assert!(
+        last["service_name"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("-{}", app.proc.pid())),
+        "{last}"
+    );
+    assert_eq!(last["status"], "healthy", "{last}");
+    let rss = std::fs::read_to_string(format!("/proc/{}/status", app.proc.pid())).unwrap();
+    let rss_mb: f64 = rss
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<f64>().ok())
+        .unwrap()
+        / 1024.0;
+    let reported = last["memory_usage_mb"].as_f64().unwrap();
+    assert!(
+        reported > 1.0 && (reported - rss_mb).abs() < rss_mb * 0.5,
+        "reported {reported} MiB, /proc says {rss_mb}"
+    );
+    assert!(last["cpu_usage_percent"].as_f64().unwrap() >= 0.0);
+    assert_eq!(last["error_rate"].as_f64().unwrap(), 0.0);
+}
