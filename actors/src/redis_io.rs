@@ -71,13 +71,61 @@ pub async fn server_version<C: ConnectionLike + Send + AsyncCommands>(
     Ok((parts.next().unwrap_or(0), parts.next().unwrap_or(0)))
 }
 
-pub(crate) fn text(v: &Value) -> Option<String> {
+/// A reply value as text (bulk, simple, verbatim strings and integers); `None`
+/// for nil, arrays and bytes that are not UTF-8.
+///
+/// ```
+/// use strategist_actors::redis_io::text;
+/// assert_eq!(text(&redis::Value::Int(3)).as_deref(), Some("3"));
+/// ```
+pub fn text(v: &Value) -> Option<String> {
     match v {
         Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
         Value::SimpleString(s) => Some(s.clone()),
         Value::Int(i) => Some(i.to_string()),
         Value::VerbatimString { text, .. } => Some(text.clone()),
         _ => None,
+    }
+}
+
+/// A reply value as an integer (an integer, or text that parses as one).
+///
+/// ```
+/// use strategist_actors::redis_io::int;
+/// assert_eq!(int(&redis::Value::SimpleString("12".into())), Some(12));
+/// ```
+pub fn int(v: &Value) -> Option<i64> {
+    match v {
+        Value::Int(i) => Some(*i),
+        other => text(other).and_then(|s| s.parse().ok()),
+    }
+}
+
+/// The key/value pairs of an `XINFO` reply: a RESP2 flat array or a RESP3 map.
+///
+/// ```
+/// use redis::Value;
+/// use strategist_actors::redis_io::pairs;
+/// let flat = Value::Array(vec![Value::SimpleString("length".into()), Value::Int(2)]);
+/// assert_eq!(pairs(flat), vec![("length".to_string(), Value::Int(2))]);
+/// ```
+pub fn pairs(v: Value) -> Vec<(String, Value)> {
+    match v {
+        Value::Map(kv) => kv
+            .into_iter()
+            .filter_map(|(k, v)| text(&k).map(|k| (k, v)))
+            .collect(),
+        Value::Array(items) => {
+            let mut out = Vec::with_capacity(items.len() / 2);
+            let mut it = items.into_iter();
+            while let (Some(k), Some(v)) = (it.next(), it.next()) {
+                if let Some(k) = text(&k) {
+                    out.push((k, v));
+                }
+            }
+            out
+        }
+        _ => Vec::new(),
     }
 }
 

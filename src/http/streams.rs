@@ -8,6 +8,7 @@
 use actix_web::{HttpResponse, get, web};
 use redis::Value;
 use serde::Serialize;
+use strategist_actors::redis_io::{int, pairs, text};
 use utoipa::ToSchema;
 use utoipa_actix_web::service_config::ServiceConfig;
 
@@ -48,42 +49,6 @@ pub(super) struct GroupInfo {
     entries_read: Option<i64>,
     /// The last entry delivered to the group.
     last_delivered_id: Option<String>,
-}
-
-/// A reply's key/value pairs, from a RESP2 flat array or a RESP3 map.
-fn pairs(v: Value) -> Vec<(String, Value)> {
-    match v {
-        Value::Map(kv) => kv
-            .into_iter()
-            .filter_map(|(k, v)| text(&k).map(|k| (k, v)))
-            .collect(),
-        Value::Array(items) => {
-            let mut out = Vec::with_capacity(items.len() / 2);
-            let mut it = items.into_iter();
-            while let (Some(k), Some(v)) = (it.next(), it.next()) {
-                if let Some(k) = text(&k) {
-                    out.push((k, v));
-                }
-            }
-            out
-        }
-        _ => Vec::new(),
-    }
-}
-
-fn text(v: &Value) -> Option<String> {
-    match v {
-        Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
-        Value::SimpleString(s) => Some(s.clone()),
-        _ => None,
-    }
-}
-
-fn int(v: &Value) -> Option<i64> {
-    match v {
-        Value::Int(i) => Some(*i),
-        other => text(other).and_then(|s| s.parse().ok()),
-    }
 }
 
 /// The id of an entry as `XINFO STREAM` gives it (`[id, [fields]]`), or nil.

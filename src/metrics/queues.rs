@@ -18,6 +18,7 @@ use redis::aio::ConnectionManager;
 use serde::Serialize;
 use strategist_actors::Keys;
 use strategist_actors::metrics::{SLOT, SLOTS};
+use strategist_actors::redis_io::{int, pairs, text};
 
 /// Dead letters read back per stream at most, to count the recent ones: past that,
 /// the count is a lower bound.
@@ -192,45 +193,14 @@ async fn count_dead_letters(
     Ok(())
 }
 
+/// A reply value as a count (negative counts are none).
+fn uint(v: &Value) -> Option<u64> {
+    int(v).and_then(|i| u64::try_from(i).ok())
+}
+
 /// The time part of an entry id, ms since the epoch.
 fn id_ms(id: &str) -> Option<i64> {
     id.split('-').next()?.parse().ok()
-}
-
-/// A reply's key/value pairs, from a RESP2 flat array or a RESP3 map.
-fn pairs(v: Value) -> Vec<(String, Value)> {
-    match v {
-        Value::Map(kv) => kv
-            .into_iter()
-            .filter_map(|(k, v)| text(&k).map(|k| (k, v)))
-            .collect(),
-        Value::Array(items) => {
-            let mut out = Vec::with_capacity(items.len() / 2);
-            let mut it = items.into_iter();
-            while let (Some(k), Some(v)) = (it.next(), it.next()) {
-                if let Some(k) = text(&k) {
-                    out.push((k, v));
-                }
-            }
-            out
-        }
-        _ => Vec::new(),
-    }
-}
-
-fn text(v: &Value) -> Option<String> {
-    match v {
-        Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
-        Value::SimpleString(s) => Some(s.clone()),
-        _ => None,
-    }
-}
-
-fn uint(v: &Value) -> Option<u64> {
-    match v {
-        Value::Int(i) => u64::try_from(*i).ok(),
-        other => text(other).and_then(|s| s.parse().ok()),
-    }
 }
 
 #[cfg(test)]
