@@ -17,6 +17,8 @@
 //! - [`projections`]: projection groups (user preferences).
 //! - [`sagas`]: the FileProcessingSaga on the engine's saga runtime.
 //! - [`database`]: the database as the service sees it (opened in the background).
+//! - [`degraded`]: `system.performance.degraded` when a threshold is crossed, and
+//!   on recovery.
 //! - [`dead_letter_mirror`]: copies the Redis dead-letter streams into the database.
 //! - [`files`]: uploaded files: type sniffing and text extraction (pure, bounded).
 //! - [`config`]: settings from `config/default.toml`, a file and the environment.
@@ -39,6 +41,7 @@ pub mod cli;
 pub mod config;
 pub mod database;
 pub mod dead_letter_mirror;
+pub mod degraded;
 pub mod embeddings;
 pub mod events;
 pub mod files;
