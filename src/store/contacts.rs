@@ -88,10 +88,13 @@ impl Store {
             .filter(push_subscription::Column::UserId.eq(user))
             .order_by_desc(push_subscription::Column::CreatedAtMs)
             .order_by_desc(push_subscription::Column::Endpoint)
-            .offset(max_per_user as u64)
-            .into_tuple()
+            .into_tuple::<String>()
             .all(&txn)
-            .await?;
+            .await?
+            // A handful per user: skipping here spares SQLite's OFFSET-needs-LIMIT.
+            .into_iter()
+            .skip(max_per_user)
+            .collect();
         if !beyond.is_empty() {
             push_subscription::Entity::delete_many()
                 .filter(push_subscription::Column::Endpoint.is_in(beyond))
