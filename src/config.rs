@@ -77,6 +77,17 @@ pub struct Settings {
     pub streams: BTreeMap<String, StreamSettings>,
     /// Raw pool tables; see [`Settings::pool`].
     pools: BTreeMap<String, Table>,
+    /// How notifications reach people.
+    pub notifications: NotificationSettings,
+}
+
+/// `[notifications]`
+#[derive(Debug, Clone, Deserialize)]
+pub struct NotificationSettings {
+    /// The email channel.
+    pub email: crate::notify::email::EmailSettings,
+    /// The Web Push channel.
+    pub push: crate::notify::push::PushSettings,
 }
 
 /// `[redis]`

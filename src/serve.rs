@@ -53,6 +53,7 @@ pub fn pool_names() -> Vec<&'static str> {
     names.extend([
         archiver::GROUP,
         crate::store::preferences::PROJECTION,
+        projections::CONTACTS,
         file_processing::NAME,
     ]);
     names
@@ -175,6 +176,10 @@ pub async fn run(mut settings: Settings, opts: ServeOptions) -> anyhow::Result<(
     all.push(projections::user_preferences(
         db.clone(),
         settings.pool(crate::store::preferences::PROJECTION)?.0,
+    ));
+    all.push(projections::user_contacts(
+        db.clone(),
+        settings.pool(projections::CONTACTS)?.0,
     ));
     let chosen: Vec<Pool> = all.into_iter().filter(|p| wanted(&p.name)).collect();
     let mut config = EngineConfig::for_this_process();

@@ -20,6 +20,7 @@ mod metrics;
 mod openapi;
 mod preferences;
 mod projections;
+mod push;
 mod streams;
 
 use std::sync::Arc;
@@ -106,7 +107,8 @@ fn app(
                 .configure(projections::routes)
                 .configure(streams::routes)
                 .configure(metrics::routes)
-                .configure(dlq::routes),
+                .configure(dlq::routes)
+                .configure(push::routes),
         )
         .split_for_parts();
     app.wrap(actix_web::middleware::from_fn(refuse_nul))
