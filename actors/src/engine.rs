@@ -22,10 +22,10 @@ use crate::keys::Keys;
 use crate::leases::{LeaseKeeper, LeaseTable, Leases, LostSink};
 use crate::metrics::{RouteMetrics, TypeSnapshot};
 use crate::pool::{Pool, StartFrom};
-use crate::router::{Crash, Drain, Route};
+use crate::router::{Crash, Drain, Resize, Route};
 use crate::stats::{RouteStats, StatsSnapshot};
 use crate::watchdog::{RouterSlot, RouterSpec, Watchdog};
-use crate::worker::{Restarts, Worker};
+use crate::worker::{Restarts, Worker, WorkerFactory};
 
 /// Process-wide settings of the engine.
 #[derive(Debug, Clone)]
@@ -169,6 +169,28 @@ impl EngineMetrics {
     }
 }
 
+/// Resizes the pools of an engine: see [`Engine::resizer`].
+#[derive(Clone)]
+pub struct Resizer {
+    targets: Vec<(String, RouterSlot)>,
+}
+
+impl Resizer {
+    /// As [`Engine::resize`].
+    pub fn resize(&self, group: &str, workers: usize) -> usize {
+        let mut told = 0;
+        for (g, slot) in &self.targets {
+            if g == group {
+                slot.lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .do_send(Resize(workers.max(1)));
+                told += 1;
+            }
+        }
+        told
+    }
+}
+
 /// The running engine.
 pub struct Engine {
     routers: Vec<RouterSlot>,
@@ -233,24 +255,25 @@ impl Engine {
                 }
                 let o = &pool.options;
                 let stats = Arc::new(RouteStats::default());
-                RouteStats::add(&stats.workers, o.workers as u64);
-                let workers: Vec<Addr<Worker>> = (0..o.workers)
-                    .map(|i| {
-                        let part = format!("worker:{stream}/{}/{i}", pool.name);
-                        let (health, hooks) = (health.clone(), hooks.clone());
-                        let restarts = Restarts {
-                            max: o.max_restarts,
-                            window: Duration::from_millis(o.restart_window_ms),
-                            cooldown: Duration::from_millis(o.restart_cooldown_ms),
-                        };
-                        let concurrency = o.concurrency;
-                        let arbiter = &arbiters[n % arbiters.len()];
-                        let stats = stats.clone();
-                        Supervisor::start_in_arbiter(&arbiter.handle(), move |_| {
+                let factory: WorkerFactory = {
+                    let prefix = format!("worker:{stream}/{}", pool.name);
+                    let (health, hooks, stats) = (health.clone(), hooks.clone(), stats.clone());
+                    let restarts = Restarts {
+                        max: o.max_restarts,
+                        window: Duration::from_millis(o.restart_window_ms),
+                        cooldown: Duration::from_millis(o.restart_cooldown_ms),
+                    };
+                    let concurrency = o.concurrency;
+                    let arbiter = arbiters[n % arbiters.len()].handle();
+                    Arc::new(move |i: usize| {
+                        let part = format!("{prefix}/{i}");
+                        let (health, hooks, stats) = (health.clone(), hooks.clone(), stats.clone());
+                        Supervisor::start_in_arbiter(&arbiter, move |_| {
                             Worker::new(part, restarts, health, hooks, concurrency, stats)
                         })
                     })
-                    .collect();
+                };
+                let workers: Vec<Addr<Worker>> = (0..o.workers).map(|i| factory(i)).collect();
                 let metrics = Arc::new(if config.metrics {
                     RouteMetrics::default()
                 } else {
@@ -286,6 +309,7 @@ impl Engine {
                     backend: backend.clone(),
                     leases: leases.clone(),
                     workers,
+                    factory,
                     health: health.clone(),
                     arbiter: arbiters[n % arbiters.len()].handle(),
                 };
@@ -353,6 +377,34 @@ impl Engine {
             addr.send(Drain)
         }));
         tokio::time::timeout(grace, all).await.is_ok()
+    }
+
+    /// Sets the worker count of every router of `group` in this process to
+    /// `workers` (at least 1): new workers start at once; workers beyond the count
+    /// take nothing new and stop once what they run has finished and been acked.
+    /// Returns how many routers were told.
+    ///
+    /// ```no_run
+    /// # fn grow(engine: &strategist_actors::Engine) {
+    /// let told = engine.resize("file-processor", 6);
+    /// assert!(told > 0, "the pool runs here");
+    /// # }
+    /// ```
+    pub fn resize(&self, group: &str, workers: usize) -> usize {
+        self.resizer().resize(group, workers)
+    }
+
+    /// A cloneable handle that resizes pools of this engine (for a scaler task that
+    /// does not hold the engine).
+    pub fn resizer(&self) -> Resizer {
+        Resizer {
+            targets: self
+                .routes
+                .iter()
+                .zip(self.routers.iter())
+                .map(|(info, slot)| (info.group.clone(), slot.clone()))
+                .collect(),
+        }
     }
 
     /// Makes router `i` panic outside every guard, as a bug in it would: for tests

@@ -63,6 +63,7 @@ pub mod retention;
 pub mod retry;
 mod router;
 pub mod saga;
+pub mod scaling;
 pub mod stats;
 mod watchdog;
 mod worker;
@@ -74,7 +75,9 @@ pub use catalog::{Catalog, CheckError, EventType};
 pub use dead_letters::{
     AuditAction, AuditPage, DeadLetterEntry, DeadLetterError, DeadLetterFilter, DeadLetters,
 };
-pub use engine::{Engine, EngineConfig, EngineError, EngineMetrics, RouteInfo, RouteSnapshot};
+pub use engine::{
+    Engine, EngineConfig, EngineError, EngineMetrics, Resizer, RouteInfo, RouteSnapshot,
+};
 pub use envelope::{DecodeError, Envelope};
 pub use handler::{Delivery, Event, Handler, HandlerError};
 pub use health::Health;

@@ -17,7 +17,7 @@ use crate::group::GroupBackend;
 use crate::health::Health;
 use crate::leases::{Leases, LostSink};
 use crate::router::{Route, Router};
-use crate::worker::Worker;
+use crate::worker::{Worker, WorkerFactory};
 
 /// What it takes to start one router again.
 #[derive(Clone)]
@@ -27,6 +27,7 @@ pub(crate) struct RouterSpec {
     pub(crate) backend: GroupBackend,
     pub(crate) leases: Arc<Leases>,
     pub(crate) workers: Vec<Addr<Worker>>,
+    pub(crate) factory: WorkerFactory,
     pub(crate) health: Health,
     pub(crate) arbiter: ArbiterHandle,
 }
@@ -35,7 +36,14 @@ impl RouterSpec {
     pub(crate) fn start(&self) -> Addr<Router> {
         let s = self.clone();
         Supervisor::start_in_arbiter(&self.arbiter, move |_| {
-            Router::new(s.route, s.client, s.backend, s.leases, s.workers, s.health)
+            Router::new(
+                s.route,
+                s.client,
+                s.backend,
+                s.leases,
+                (s.workers, s.factory),
+                s.health,
+            )
         })
     }
 }

@@ -75,6 +75,10 @@ impl Worker {
     }
 }
 
+/// Starts worker `n` of a router (on the router's arbiter, under a Supervisor):
+/// what the router calls to grow its pool.
+pub(crate) type WorkerFactory = Arc<dyn Fn(usize) -> Addr<Worker> + Send + Sync>;
+
 /// How a worker's crashes are budgeted: at most `max` restarts within `window`,
 /// then a pause of `cooldown`.
 #[derive(Debug, Clone, Copy)]

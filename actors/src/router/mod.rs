@@ -56,7 +56,7 @@ use crate::metrics::{Attempt, RouteMetrics, published_ms};
 use crate::pool::PoolOptions;
 use crate::redis_io::Entry;
 use crate::stats::RouteStats;
-use crate::worker::{Deliver, Worker, panic_message};
+use crate::worker::{Deliver, Worker, WorkerFactory, panic_message};
 
 use ordering::OrderingKeys;
 
@@ -116,6 +116,11 @@ pub(crate) struct Router {
     /// `CLIENT ID` of `reader`, to unblock it at shutdown.
     reader_id: Option<i64>,
     workers: Vec<Addr<Worker>>,
+    /// Workers `0..active` take new entries; those beyond finish what they run and
+    /// are dropped (scaling down drains them first).
+    active: usize,
+    /// Starts worker `n` when the pool grows.
+    factory: WorkerFactory,
     /// Entries running per worker.
     load: Vec<usize>,
     in_flight: HashMap<String, InFlight>,
@@ -143,10 +148,11 @@ impl Router {
         client: redis::Client,
         backend: GroupBackend,
         leases: Arc<Leases>,
-        workers: Vec<Addr<Worker>>,
+        (workers, factory): (Vec<Addr<Worker>>, WorkerFactory),
         health: Health,
     ) -> Self {
         let n = workers.len();
+        route.stats.workers.store(n as u64, Ordering::Relaxed);
         let sources = backend.keys.sources.len();
         Router {
             route,
@@ -156,6 +162,8 @@ impl Router {
             reader: None,
             reader_id: None,
             workers,
+            active: n,
+            factory,
             load: vec![0; n],
             in_flight: HashMap::new(),
             running: 0,
@@ -177,13 +185,47 @@ impl Router {
         &self.route.options
     }
 
+    /// Entries that may run or wait in the active workers' mailboxes.
+    fn capacity(&self) -> usize {
+        let o = self.opts();
+        self.active * (o.concurrency + o.prefetch)
+    }
+
     /// How many more entries may be read now: room among the running, and room
     /// for entries that may have to wait behind a key.
     fn room(&self) -> usize {
-        let o = self.opts();
-        let run = o.capacity().saturating_sub(self.running);
-        let held = (o.capacity() + o.max_waiting).saturating_sub(self.in_flight.len());
+        let capacity = self.capacity();
+        let run = capacity.saturating_sub(self.running);
+        let held = (capacity + self.opts().max_waiting).saturating_sub(self.in_flight.len());
         run.min(held)
+    }
+
+    /// Grows or shrinks the pool to `n` workers. Growing starts workers at once;
+    /// shrinking stops handing entries to the workers beyond `n`, which are dropped
+    /// once their last entry is done (see [`Router::shed_retired`]).
+    fn resize(&mut self, n: usize, ctx: &mut Context<Self>) {
+        let n = n.max(1);
+        while self.workers.len() < n {
+            let i = self.workers.len();
+            self.workers.push((self.factory)(i));
+            self.load.push(0);
+        }
+        if n != self.active {
+            tracing::info!(router = %self.route.part, from = self.active, to = n, "workers resized");
+        }
+        self.active = n;
+        self.route.stats.workers.store(n as u64, Ordering::Relaxed);
+        self.shed_retired();
+        self.fill(ctx);
+    }
+
+    /// Drops retired workers (beyond `active`) that run nothing any more, from the
+    /// end, so indexes of the others stay valid; a dropped worker's actor stops.
+    fn shed_retired(&mut self) {
+        while self.workers.len() > self.active && self.load.last() == Some(&0) {
+            self.workers.pop();
+            self.load.pop();
+        }
     }
 
     /// Opens the blocking-read connection, retrying with backoff until it works.
@@ -248,7 +290,7 @@ impl Router {
         let room = self.room();
         // Under load, wait until half the capacity is free: fewer, larger reads.
         // When idle, any room is worth a (blocking) read.
-        if room == 0 || (self.running > 0 && room < self.opts().capacity() / 2) {
+        if room == 0 || (self.running > 0 && room < self.capacity() / 2) {
             return;
         }
         self.reading = true;
@@ -411,7 +453,7 @@ impl Router {
             envelope,
             handler,
         } = ready;
-        let worker = (0..self.load.len())
+        let worker = (0..self.active.min(self.load.len()))
             .min_by_key(|i| self.load[*i])
             .unwrap_or_default();
         let (abort, registration) = AbortHandle::new_pair();
@@ -464,7 +506,10 @@ impl Router {
                 .stats
                 .in_flight
                 .store(self.running as u64, Ordering::Relaxed);
-            self.load[*w] = self.load[*w].saturating_sub(1);
+            if let Some(l) = self.load.get_mut(*w) {
+                *l = l.saturating_sub(1);
+            }
+            self.shed_retired();
         }
         Some(f)
     }
@@ -619,6 +664,19 @@ impl actix::Handler<Drain> for Router {
         Box::pin(async move {
             let _ = rx.await;
         })
+    }
+}
+
+/// Set the number of workers (see [`Router::resize`]).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Resize(pub(crate) usize);
+
+impl actix::Handler<Resize> for Router {
+    type Result = ();
+
+    fn handle(&mut self, msg: Resize, ctx: &mut Context<Self>) {
+        self.resize(msg.0, ctx);
     }
 }
 
