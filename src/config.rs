@@ -61,6 +61,7 @@ pub struct Settings {
     /// The `system.service.health` reports.
     pub health: HealthSettings,
     pub thresholds: ThresholdSettings,
+    pub scaler: ScalerSettings,
     /// Graceful shutdown.
     pub shutdown: ShutdownSettings,
     /// Engine-wide settings.
@@ -139,6 +140,18 @@ pub struct HttpSettings {
 pub struct HealthSettings {
     /// How often this process publishes `system.service.health` (0: never).
     pub interval_ms: u64,
+}
+
+/// `[scaler]`: how pools' worker counts follow their metric (see [`crate::scaler`]).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScalerSettings {
+    /// How often every pool is sampled (0: never; pools stay at `min_workers`).
+    pub interval_ms: u64,
+    /// No second step up within this long of the last change.
+    pub up_cooldown_ms: u64,
+    /// A step down goes to the highest count asked for within this window.
+    pub down_stabilization_ms: u64,
 }
 
 /// `[thresholds]`: when `system.performance.degraded` is published (0 turns a
@@ -421,17 +434,59 @@ pub struct ScaleSettings {
     pub min_workers: usize,
     /// Most workers the scaler may run.
     pub max_workers: usize,
-    /// `queue_length`, `cpu_usage` or `schedule`.
-    pub scale_metric: String,
-    /// Threshold of the metric.
+    /// What drives the count.
+    pub scale_metric: ScaleMetric,
+    /// In the design's units: entries per worker (`50`), a CPU percentage (`"80%"`
+    /// or `80`), or `"time_based"` for a schedule (read as 0).
+    #[serde(deserialize_with = "threshold")]
     pub scale_threshold: f64,
+    /// For `schedule`: a cron expression (UTC) of the minutes in which the pool
+    /// runs `max_workers`; outside them, `min_workers`.
+    #[serde(default)]
+    pub scale_window: Option<String>,
 }
 
-const SCALE_KEYS: [&str; 4] = [
+/// What drives a pool's worker count (see [`crate::scaler`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScaleMetric {
+    /// The group's pending plus lag, per worker.
+    QueueLength,
+    /// This process's CPU use, in percent.
+    CpuUsage,
+    /// A time window (the design's `time_based`).
+    #[serde(alias = "time_based")]
+    Schedule,
+}
+
+fn threshold<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Number(f64),
+        Text(String),
+    }
+    match Raw::deserialize(d)? {
+        Raw::Number(n) => Ok(n),
+        Raw::Text(t) if t == "time_based" => Ok(0.0),
+        Raw::Text(t) => t
+            .trim()
+            .strip_suffix('%')
+            .and_then(|n| n.trim().parse::<f64>().ok())
+            .ok_or_else(|| {
+                serde::de::Error::custom(format!(
+                    "scale_threshold `{t}`: a number, a percentage such as \"80%\", or \"time_based\""
+                ))
+            }),
+    }
+}
+
+const SCALE_KEYS: [&str; 5] = [
     "min_workers",
     "max_workers",
     "scale_metric",
     "scale_threshold",
+    "scale_window",
 ];
 
 impl Settings {
@@ -541,6 +596,22 @@ impl Settings {
                 "pools.{name}: max_workers is below min_workers"
             )));
         }
+        match scale.scale_metric {
+            ScaleMetric::Schedule => {
+                let window = scale.scale_window.as_deref().unwrap_or_default();
+                if let Err(e) = window.parse::<croner::Cron>() {
+                    return Err(ConfigError::Invalid(format!(
+                        "pools.{name}: scale_window `{window}` is not a cron expression: {e}"
+                    )));
+                }
+            }
+            _ if scale.scale_threshold <= 0.0 => {
+                return Err(ConfigError::Invalid(format!(
+                    "pools.{name}: scale_threshold must be above 0"
+                )));
+            }
+            _ => {}
+        }
         options
             .validate()
             .map_err(|m| ConfigError::Invalid(format!("pools.{name}: {m}")))?;
@@ -595,8 +666,11 @@ fn set_path(root: &mut Table, segments: &[&str], raw: &str) -> Result<(), String
     let names: Vec<String> = segments.iter().map(|s| s.to_lowercase()).collect();
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
     if let Some(existing) = lookup(root, &refs) {
+        // A scale threshold is a number or text ("80%", "time_based") either way.
+        let either = refs.last() == Some(&"scale_threshold");
         let fits = match (existing, &value) {
             (Value::Float(_), Value::Integer(_)) => true,
+            _ if either => true,
             (a, b) => std::mem::discriminant(a) == std::mem::discriminant(b),
         };
         if !fits {
@@ -663,6 +737,18 @@ mod tests {
         assert_eq!(s.http.addr, "127.0.0.1:8080");
         let (o, scale) = s.pool("file-processor").unwrap();
         assert_eq!((scale.min_workers, scale.max_workers), (2, 10));
+        assert_eq!(
+            (scale.scale_metric, scale.scale_threshold),
+            (ScaleMetric::QueueLength, 50.0)
+        );
+        let (_, cpu) = s.pool("embedding-generator").unwrap();
+        assert_eq!(
+            (cpu.scale_metric, cpu.scale_threshold),
+            (ScaleMetric::CpuUsage, 80.0)
+        );
+        let (_, market) = s.pool("market-monitor").unwrap();
+        assert_eq!(market.scale_metric, ScaleMetric::Schedule);
+        assert!(market.scale_window.is_some());
         assert_eq!(o.workers, 2);
         assert_eq!(o.retry, strategist_actors::RetryPolicy::default());
         for p in [

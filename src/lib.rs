@@ -16,6 +16,8 @@
 //! - [`notify`]: the email and Web Push channels, their templates, the VAPID key.
 //! - [`archiver`]: the group that writes every event into the event store.
 //! - [`projections`]: projection groups (user preferences).
+//! - [`scaler`]: moves each pool's worker count by its metric (the design's
+//!   scaling table).
 //! - [`sagas`]: the FileProcessingSaga on the engine's saga runtime.
 //! - [`database`]: the database as the service sees it (opened in the background).
 //! - [`degraded`]: `system.performance.degraded` when a threshold is crossed, and
@@ -56,6 +58,7 @@ pub mod pools;
 pub mod projections;
 pub mod redis_conn;
 pub mod sagas;
+pub mod scaler;
 pub mod serve;
 pub mod store;
 pub mod telemetry;

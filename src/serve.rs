@@ -257,6 +257,17 @@ pub async fn run(mut settings: Settings, opts: ServeOptions) -> anyhow::Result<(
         )
         .spawn();
     }
+    let scale_rows = pool_names()
+        .into_iter()
+        .filter_map(|n| settings.pool(n).ok().map(|(_, s)| (n.to_owned(), s)))
+        .collect();
+    let scaling = crate::scaler::spawn(
+        &engine,
+        scale_rows,
+        &settings.scaler,
+        shared.clone(),
+        keys.clone(),
+    );
     let otlp_metrics = crate::metrics::otlp::start(engine.metrics(), shared.clone(), keys.clone());
     // Every process mirrors the dead letters into the database (idempotent upserts).
     dead_letter_mirror::spawn(db.clone(), dead_letters.clone());
@@ -296,6 +307,7 @@ pub async fn run(mut settings: Settings, opts: ServeOptions) -> anyhow::Result<(
             embedders,
             settings: Arc::new(settings.clone()),
             metrics: engine.metrics(),
+            scaling,
         };
         let (addr, server) = http::start(&settings.http.addr, state)
             .with_context(|| format!("cannot listen on {}", settings.http.addr))?;

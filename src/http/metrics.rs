@@ -17,11 +17,13 @@ pub(super) fn routes(cfg: &mut ServiceConfig) {
 
 async fn report(state: &AppState) -> Result<Report, ApiError> {
     let mut conn = state.redis.clone();
-    Report::collect(&state.metrics, &mut conn, state.publisher.keys())
+    let mut report = Report::collect(&state.metrics, &mut conn, state.publisher.keys())
         .await
         .map_err(|e| match e {
             QueueError::Redis(e) => ApiError::from(e),
-        })
+        })?;
+    report.scaling = state.scaling.snapshot();
+    Ok(report)
 }
 
 /// Per stream, group and event type: throughput per minute, processing time and

@@ -70,6 +70,8 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     /// The engine's measurements (`/metrics`, `/api/v1/metrics`).
     pub metrics: EngineMetrics,
+    /// What the scaler did to this process's pools.
+    pub scaling: crate::scaler::ScalingBoard,
 }
 
 /// The API's routes, for the server and for the OpenAPI document.

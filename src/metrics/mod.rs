@@ -38,6 +38,9 @@ pub struct Report {
     pub queues: QueueFigures,
     /// This process's memory and CPU (None where `/proc` cannot be read).
     pub process: Option<ProcessFigures>,
+    /// What the scaler did to this process's pools (empty unless the caller adds
+    /// the scaler's board).
+    pub scaling: Vec<crate::scaler::PoolScaling>,
 }
 
 impl Report {
@@ -55,6 +58,7 @@ impl Report {
             routes: engine.snapshot(),
             queues,
             process,
+            scaling: Vec::new(),
         })
     }
 
@@ -142,6 +146,7 @@ impl Report {
             groups,
             streams,
             pools,
+            scaling: self.scaling.clone(),
             process: self.process,
         }
     }
@@ -160,6 +165,9 @@ pub struct MetricsDocument {
     pub streams: Vec<StreamMetrics>,
     /// This process's pools, per stream they read.
     pub pools: Vec<PoolMetrics>,
+    /// The scaler's view of each pool it scales here: metric, bounds, workers,
+    /// what the last sample asked for, changes.
+    pub scaling: Vec<crate::scaler::PoolScaling>,
     /// This process.
     pub process: Option<ProcessFigures>,
 }

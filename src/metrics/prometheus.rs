@@ -260,6 +260,27 @@ impl Collector for ReportCollector {
             .encode_counter::<NoLabelSet, _, u64>(&route.stats.restarts, None)?;
         }
 
+        let mut m = enc.encode_descriptor(
+            "strategist_pool_desired_workers",
+            "Workers the scaler's last sample asked for (within min and max).",
+            None,
+            MetricType::Gauge,
+        )?;
+        for p in &r.scaling {
+            m.encode_family(&[("group", p.pool.as_str())])?
+                .encode_gauge(&(p.desired as u64))?;
+        }
+        let mut m = enc.encode_descriptor(
+            "strategist_pool_scale_changes",
+            "Worker count changes the scaler made in this process.",
+            None,
+            MetricType::Counter,
+        )?;
+        for p in &r.scaling {
+            m.encode_family(&[("group", p.pool.as_str())])?
+                .encode_counter::<NoLabelSet, _, u64>(&p.changes, None)?;
+        }
+
         if let Some(p) = r.process {
             enc.encode_descriptor(
                 "process_resident_memory",
