@@ -170,8 +170,8 @@ mod tests {
         tags.sort_unstable();
         tags.dedup();
         assert_eq!(tags.len(), ASSETS.len());
-        let index = find("index.html").map(|a| a.body).unwrap_or_default();
-        for part in index.split("/assets/").skip(1) {
+        let html = find("index.html").map(|a| a.body).unwrap_or_default();
+        for part in html.split("/assets/").skip(1) {
             let name: String = part
                 .chars()
                 .take_while(|c| c.is_ascii_alphanumeric() || *c == '.' || *c == '-')
