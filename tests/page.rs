@@ -289,6 +289,7 @@ fn the_page_shows_a_notification_published_from_outside_as_it_arrives() {
     for step in [
         "ok - notify: a user signs in and the page goes live over /ws",
         "ok - notify: a notification published from outside appears, announced, with its link",
+        "ok - notify: a dropped socket reconnects after a backoff and resumes: what came meanwhile arrives once",
         "ok - notify: mark as read is kept by the server across a reload",
     ] {
         assert!(out.contains(step), "no {step:?} in:\n{out}");

@@ -16,6 +16,8 @@ const KEEP = 200;
 const BACKOFF_MIN_MS = 1000;
 /** Longest reconnect delay. */
 const BACKOFF_MAX_MS = 30000;
+/** A socket not open by then is given up and retried (a connection can hang half-open). */
+const CONNECT_TIMEOUT_MS = 10000;
 
 export class Notifications {
   /** `root`: the section; `announce(text)`: says something to screen readers. */
@@ -227,12 +229,20 @@ export class Notifications {
     this.socket = ws;
     let opened = false;
     this.setState(this.attempt ? 'Reconnecting…' : 'Connecting…');
+    const guard = setTimeout(() => {
+      if (opened || this.socket !== ws) return;
+      this.socket = null;
+      ws.close();
+      if (!this.stopped) this.retry(null, false);
+    }, CONNECT_TIMEOUT_MS);
     ws.addEventListener('open', () => {
       opened = true;
+      clearTimeout(guard);
       this.setState('Connected, catching up…');
     });
     ws.addEventListener('message', (ev) => this.onFrame(ev.data));
     ws.addEventListener('close', (ev) => {
+      clearTimeout(guard);
       if (this.socket !== ws) return;
       this.socket = null;
       if (!this.stopped) this.retry(ev, opened);

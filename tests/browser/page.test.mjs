@@ -205,9 +205,58 @@ async function adminCase(browser) {
   await context.close();
 }
 
+/** Publishes a `notification.send.requested` for the user over the API, as another service would. */
+async function publishNotification(title, extra = {}) {
+  const res = await fetch(`${URL_}/api/v1/events`, {
+    method: 'POST',
+    headers: { Authorization: `Bearer ${ADMIN_TOKEN}`, 'Content-Type': 'application/json' },
+    body: JSON.stringify({
+      type: 'notification.send.requested',
+      user_id: USER_ID,
+      data: {
+        user_id: USER_ID,
+        notification_type: 'briefing_ready',
+        channels: ['websocket'],
+        message: { title, body: 'Three trends moved this week.', action_url: '/briefings/b-1' },
+        priority: 'high',
+        ...extra,
+      },
+    }),
+  });
+  assert(res.status === 202, `POST /api/v1/events: ${res.status} ${await res.text()}`);
+}
+
+/** The user's stored notifications, as the API lists them. */
+async function stored() {
+  const res = await fetch(`${URL_}/api/v1/notifications?limit=500`, { headers: { Authorization: `Bearer ${USER_TOKEN}` } });
+  assert(res.status === 200, `GET /api/v1/notifications: ${res.status}`);
+  return (await res.json()).notifications;
+}
+
+/**
+ * Runs before the page's own scripts (over the DevTools protocol, so the CSP does
+ * not apply): keeps every WebSocket the page opens and the URL it asked for, and
+ * while `__blockWs` is set sends new ones to a path with no socket (404), so the test can drop
+ * the connection and hold it down.
+ */
+function watchSockets() {
+  const Native = window.WebSocket;
+  window.__sockets = [];
+  window.__wsUrls = [];
+  window.__blockWs = false;
+  window.WebSocket = class extends Native {
+    constructor(url, protocols) {
+      window.__wsUrls.push(String(url));
+      super(window.__blockWs ? String(url).replace('/ws?', '/no-such-socket?') : url, protocols);
+      window.__sockets.push(this);
+    }
+  };
+}
+
 async function notifyCase(browser) {
   const c = new Case('notify');
   const { context, page, problems } = await openPage(browser);
+  await context.addInitScript(watchSockets);
   const title = `Your weekly briefing ${Date.now()}`;
   await c.step('a user signs in and the page goes live over /ws', async () => {
     await page.goto(`${URL_}/`);
@@ -219,22 +268,7 @@ async function notifyCase(browser) {
     }
   });
   await c.step('a notification published from outside appears, announced, with its link', async () => {
-    const res = await fetch(`${URL_}/api/v1/events`, {
-      method: 'POST',
-      headers: { Authorization: `Bearer ${ADMIN_TOKEN}`, 'Content-Type': 'application/json' },
-      body: JSON.stringify({
-        type: 'notification.send.requested',
-        user_id: USER_ID,
-        data: {
-          user_id: USER_ID,
-          notification_type: 'briefing_ready',
-          channels: ['websocket'],
-          message: { title, body: 'Three trends moved this week.', action_url: '/briefings/b-1' },
-          priority: 'high',
-        },
-      }),
-    });
-    assert(res.status === 202, `POST /api/v1/events: ${res.status} ${await res.text()}`);
+    await publishNotification(title);
     const item = page.locator('#notification-list li.notification', { hasText: title });
     await item.waitFor();
     assert((await item.getAttribute('data-state')) === 'unread', 'not unread');
@@ -245,14 +279,45 @@ async function notifyCase(browser) {
     assert((await page.textContent('#unread-count')).includes('1 unread'), `count: ${await page.textContent('#unread-count')}`);
   });
   await c.step('axe with a notification shown', async () => axe(page, 'notifications'));
+  const missed = `${title} (sent while offline)`;
+  await c.step('a dropped socket reconnects after a backoff and resumes: what came meanwhile arrives once', async () => {
+    const firstId = await page.getAttribute('#notification-list li.notification[data-state="unread"]', 'data-id');
+    await page.evaluate(() => {
+      window.__blockWs = true;
+      window.__sockets.at(-1).close();
+    });
+    await page.waitForFunction(() => document.querySelector('#live-state').textContent.startsWith('Disconnected'));
+    await publishNotification(missed, { notification_type: 'content_suggestion', priority: 'normal' });
+    const deadline = Date.now() + WAIT_MS;
+    while (!(await stored()).some((n) => n.title === missed)) {
+      assert(Date.now() < deadline, 'the notification sent while offline was never stored');
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    // Held down for a while: the page keeps retrying, each time later.
+    await page.waitForFunction(() => window.__wsUrls.length >= 3, null, { timeout: WAIT_MS });
+    await page.evaluate(() => {
+      window.__blockWs = false;
+    });
+    await page.locator('#notification-list li.notification', { hasText: missed }).waitFor({ timeout: 40000 });
+    await page.waitForSelector('#notifications[data-live="true"]');
+    const urls = await page.evaluate(() => window.__wsUrls);
+    const resumed = new URL(urls.at(-1)).searchParams.get('after');
+    assert(resumed === firstId, `reconnected with after=${resumed}, expected ${firstId}`);
+    for (const t of [title, missed]) {
+      const shown = await page.locator(`#notification-list li.notification:has(.title:text-is("${t}"))`).count();
+      assert(shown === 1, `"${t}" shown ${shown} times`);
+    }
+  });
   await c.step('mark as read is kept by the server across a reload', async () => {
-    const item = page.locator('#notification-list li.notification', { hasText: title });
-    await item.locator('button.mark-read').click();
-    await page.waitForSelector(`#notification-list li.notification[data-state="read"]`);
+    const id = await page.getAttribute(`#notification-list li.notification:has(.title:text-is("${title}"))`, 'data-id');
+    await page.click(`#notification-list li[data-id="${id}"] button.mark-read`);
+    await page.waitForSelector(`#notification-list li[data-id="${id}"][data-state="read"]`);
+    // Focus stays on the notification whose button went away.
+    assert(await page.evaluate((i) => document.activeElement.closest('li')?.dataset.id === i, id), 'focus lost');
     await page.reload();
-    const again = page.locator('#notification-list li.notification', { hasText: title });
-    await again.waitFor();
-    assert((await again.getAttribute('data-state')) === 'read', 'unread again after reload');
+    await page.waitForSelector(`#notification-list li[data-id="${id}"]`);
+    assert((await page.getAttribute(`#notification-list li[data-id="${id}"]`, 'data-state')) === 'read', 'unread again after reload');
+    assert((await page.textContent('#unread-count')).includes('1 unread'), 'the other one is still unread');
   });
   await c.step('no CSP violation and no script error', async () => assert(problems.length === 0, problems.join(' | ')));
   await context.close();
