@@ -65,16 +65,28 @@ impl Alerts {
         });
         pool.on(|ev: Event<SystemPerformanceDegraded>| async move {
             let d = &ev.data;
-            tracing::warn!(
-                metric = %d.metric_name,
-                value = d.current_value,
-                threshold = d.threshold_value,
-                services = %d.affected_services.join(","),
-                "performance degraded: {} at {} (threshold {})",
-                d.metric_name,
-                d.current_value,
-                d.threshold_value
-            );
+            if d.recovered {
+                tracing::info!(
+                    metric = %d.metric_name,
+                    value = d.current_value,
+                    threshold = d.threshold_value,
+                    "performance recovered: {} at {} (threshold {})",
+                    d.metric_name,
+                    d.current_value,
+                    d.threshold_value
+                );
+            } else {
+                tracing::warn!(
+                    metric = %d.metric_name,
+                    value = d.current_value,
+                    threshold = d.threshold_value,
+                    services = %d.affected_services.join(","),
+                    "performance degraded: {} at {} (threshold {})",
+                    d.metric_name,
+                    d.current_value,
+                    d.threshold_value
+                );
+            }
             Ok(())
         });
         pool.on(|ev: Event<SystemServiceHealth>| async move {

@@ -60,6 +60,7 @@ pub struct Settings {
     pub alerts: AlertSettings,
     /// The `system.service.health` reports.
     pub health: HealthSettings,
+    pub thresholds: ThresholdSettings,
     /// Graceful shutdown.
     pub shutdown: ShutdownSettings,
     /// Engine-wide settings.
@@ -76,6 +77,17 @@ pub struct Settings {
     pub streams: BTreeMap<String, StreamSettings>,
     /// Raw pool tables; see [`Settings::pool`].
     pools: BTreeMap<String, Table>,
+    /// How notifications reach people.
+    pub notifications: NotificationSettings,
+}
+
+/// `[notifications]`
+#[derive(Debug, Clone, Deserialize)]
+pub struct NotificationSettings {
+    /// The email channel.
+    pub email: crate::notify::email::EmailSettings,
+    /// The Web Push channel.
+    pub push: crate::notify::push::PushSettings,
 }
 
 /// `[redis]`
@@ -127,6 +139,31 @@ pub struct HttpSettings {
 pub struct HealthSettings {
     /// How often this process publishes `system.service.health` (0: never).
     pub interval_ms: u64,
+}
+
+/// `[thresholds]`: when `system.performance.degraded` is published (0 turns a
+/// threshold off). See [`crate::degraded`].
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ThresholdSettings {
+    /// How often the figures are judged (0: never).
+    pub interval_ms: u64,
+    /// The window handler figures are measured over.
+    pub window_ms: u64,
+    /// Handler calls a window needs before its latency or error rate counts.
+    pub min_calls: u64,
+    /// A crossed figure recovers at or below threshold × this (0..1).
+    pub recovery_ratio: f64,
+    /// p95 of publish-to-handled latency per group and type, ms.
+    pub latency_p95_ms: f64,
+    /// Failed calls over all calls per group and type (0..1).
+    pub error_rate: f64,
+    /// Pending + lag per group.
+    pub queue_depth: u64,
+    /// Age of a group's oldest pending entry, ms.
+    pub oldest_pending_age_ms: u64,
+    /// Dead letters per minute per group (over the last five minutes).
+    pub dead_letters_per_minute: f64,
 }
 
 /// `[alerts]`

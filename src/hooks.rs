@@ -94,6 +94,7 @@ pub fn build(
                         format!("group `{group}` still needs {needed_id} on {stream}, so retention cannot trim"),
                         format!("add workers or processes to `{group}`, or find why it stopped"),
                     ],
+                    recovered: false,
                 },
                 RetentionReport::ForcedTrim {
                     stream,
@@ -108,6 +109,7 @@ pub fn build(
                         format!("the hard cap of {stream} removed {removed} entries that {groups:?} had not finished"),
                         "raise hard_cap or scale the lagging groups".into(),
                     ],
+                    recovered: false,
                 },
             };
             spawn_publish(&p3, ev, None);

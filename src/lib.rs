@@ -13,10 +13,13 @@
 //! - [`pools`]: which consumer group handles which types.
 //! - [`metrics`]: the design's metrics from the engine, Redis and `/proc`, as the
 //!   JSON of `/api/v1/metrics` and the Prometheus text of `/metrics`.
+//! - [`notify`]: the email and Web Push channels, their templates, the VAPID key.
 //! - [`archiver`]: the group that writes every event into the event store.
 //! - [`projections`]: projection groups (user preferences).
 //! - [`sagas`]: the FileProcessingSaga on the engine's saga runtime.
 //! - [`database`]: the database as the service sees it (opened in the background).
+//! - [`degraded`]: `system.performance.degraded` when a threshold is crossed, and
+//!   on recovery.
 //! - [`dead_letter_mirror`]: copies the Redis dead-letter streams into the database.
 //! - [`files`]: uploaded files: type sniffing and text extraction (pure, bounded).
 //! - [`config`]: settings from `config/default.toml`, a file and the environment.
@@ -39,6 +42,7 @@ pub mod cli;
 pub mod config;
 pub mod database;
 pub mod dead_letter_mirror;
+pub mod degraded;
 pub mod embeddings;
 pub mod events;
 pub mod files;
@@ -47,6 +51,7 @@ pub mod hooks;
 pub mod http;
 pub mod local_redis;
 pub mod metrics;
+pub mod notify;
 pub mod pools;
 pub mod projections;
 pub mod redis_conn;

@@ -143,6 +143,10 @@ enum Command {
         /// Events per second of the paced phase (0 skips it).
         #[arg(long, default_value_t = 10_000)]
         paced_rate: u64,
+        /// Also measure what metrics and tracing cost: the throughput phase with
+        /// them off and on, this many off/on pairs (0 skips it).
+        #[arg(long, default_value_t = 0)]
+        observability_cost: usize,
         /// Print one JSON object.
         #[arg(long)]
         json: bool,
@@ -392,6 +396,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             redis_url,
             dedupe_window_ms,
             paced_rate,
+            observability_cost,
             json,
         } => {
             let dedupe_window_ms = match dedupe_window_ms {
@@ -406,6 +411,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 prefetch,
                 redis_url,
                 paced_rate,
+                observability_rounds: observability_cost,
             })
             .await?;
             if json {

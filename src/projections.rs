@@ -1,13 +1,18 @@
 //! The application's projections, each a consumer group whose handler applies events
 //! to its tables exactly once (see `store::preferences`), and their rebuild from the
 //! event store (shared by `strategist projections rebuild` and the admin API).
+//! The user-contacts projection (`user.registered` -> `user_contacts`) is an upsert
+//! that only moves forward (see `store::contacts`), so it needs no marker table.
 
 use std::time::Duration;
 
-use strategist_actors::{Delivery, Envelope, Handler, Pool, PoolOptions, TypeOptions};
+use strategist_actors::{
+    Delivery, Envelope, Event, EventType, Handler, Pool, PoolOptions, TypeOptions,
+};
 
 use crate::database::{self, Db};
 use crate::events::streams;
+use crate::events::user::UserRegistered;
 use crate::store::preferences::{PROJECTION, TYPES};
 use crate::store::{Store, StoreError};
 
@@ -59,6 +64,33 @@ pub fn user_preferences(db: Db, mut options: PoolOptions) -> Pool {
     for t in TYPES {
         pool.handle(streams::USER, t, handler.clone());
     }
+    pool
+}
+
+/// The user-contacts projection's consumer group.
+pub const CONTACTS: &str = "user-contacts";
+
+/// The user-contacts projection's pool: each `user.registered` records the user's
+/// email address for the email channel. Never logs the address.
+pub fn user_contacts(db: Db, mut options: PoolOptions) -> Pool {
+    options
+        .types
+        .entry(UserRegistered::TYPE.to_owned())
+        .or_insert_with(|| TypeOptions {
+            ordering_key: Some("user_id".into()),
+            ..TypeOptions::default()
+        });
+    let mut pool = Pool::new(CONTACTS, options);
+    pool.on(move |ev: Event<UserRegistered>| {
+        let db = db.clone();
+        async move {
+            let at = ev.envelope.timestamp.timestamp_millis();
+            db.get()?
+                .save_contact(&ev.data.user_id, &ev.data.email, at)
+                .await
+                .map_err(database::retry)
+        }
+    });
     pool
 }
 

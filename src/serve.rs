@@ -53,6 +53,7 @@ pub fn pool_names() -> Vec<&'static str> {
     names.extend([
         archiver::GROUP,
         crate::store::preferences::PROJECTION,
+        projections::CONTACTS,
         file_processing::NAME,
     ]);
     names
@@ -176,6 +177,10 @@ pub async fn run(mut settings: Settings, opts: ServeOptions) -> anyhow::Result<(
         db.clone(),
         settings.pool(crate::store::preferences::PROJECTION)?.0,
     ));
+    all.push(projections::user_contacts(
+        db.clone(),
+        settings.pool(projections::CONTACTS)?.0,
+    ));
     let chosen: Vec<Pool> = all.into_iter().filter(|p| wanted(&p.name)).collect();
     let mut config = EngineConfig::for_this_process();
     config.keys = keys.clone();
@@ -237,6 +242,22 @@ pub async fn run(mut settings: Settings, opts: ServeOptions) -> anyhow::Result<(
             Duration::from_millis(settings.health.interval_ms),
         );
     }
+    if settings.thresholds.interval_ms > 0 {
+        crate::degraded::Watch::new(
+            settings.thresholds.clone(),
+            engine.metrics(),
+            shared.clone(),
+            keys.clone(),
+            publisher.clone(),
+            format!(
+                "strategist@{}-{}",
+                strategist_actors::engine::hostname(),
+                std::process::id()
+            ),
+        )
+        .spawn();
+    }
+    let otlp_metrics = crate::metrics::otlp::start(engine.metrics(), shared.clone(), keys.clone());
     // Every process mirrors the dead letters into the database (idempotent upserts).
     dead_letter_mirror::spawn(db.clone(), dead_letters.clone());
 
@@ -306,6 +327,9 @@ pub async fn run(mut settings: Settings, opts: ServeOptions) -> anyhow::Result<(
         );
     }
     replies.stop();
+    if let Some(m) = otlp_metrics {
+        m.shutdown().await;
+    }
     engine.stop();
     // Last: the engine's connections close before a private Redis shuts down.
     drop(private_redis);

@@ -153,3 +153,142 @@ async fn a_request_its_events_and_their_handlers_are_one_trace_in_the_exporter()
         assert!(!all.contains(secret), "{secret:?} leaked into a span");
     }
 }
+
+/// Starts an OTLP/HTTP JSON receiver; its endpoint and what it got.
+fn receiver() -> (String, Spans) {
+    let spans: Spans = Arc::new(Mutex::new(Vec::new()));
+    let data = web::Data::new(spans.clone());
+    let server = HttpServer::new(move || {
+        Web::new()
+            .app_data(data.clone())
+            .app_data(web::PayloadConfig::new(64 * 1024 * 1024))
+            .route("/v1/traces", web::post().to(receive))
+    })
+    .workers(1)
+    .disable_signals()
+    .bind(("127.0.0.1", 0))
+    .unwrap();
+    let otlp = format!("http://{}", server.addrs()[0]);
+    actix_rt::spawn(server.run());
+    (otlp, spans)
+}
+
+const BOUNDARY: &str = "trace-boundary-7";
+
+/// An upload is one trace through the saga: the request's span, the saga's
+/// handling of `file.uploaded`, and the step workers two Redis hops away
+/// (extraction, then embeddings) all carry the caller's trace id, each handler a
+/// child of a span in that trace; JSON logs of the same request carry that id.
+#[actix_rt::test]
+async fn an_upload_is_one_trace_through_the_saga_and_its_step_workers() {
+    let (otlp, spans) = receiver();
+    let r = redis();
+    let secret = "trace-secret";
+    let app = App::serve(
+        &r.url(),
+        &[
+            ("STRATEGIST_AUTH_SECRET", secret),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", otlp.as_str()),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
+            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+            ("RUST_LOG_FORMAT", "json"),
+            ("RUST_LOG", "info,strategist=debug,strategist_actors=debug"),
+        ],
+    );
+    let token = strategist::auth::Tokens::new(secret)
+        .unwrap()
+        .mint("tess", false, Duration::from_secs(600))
+        .unwrap();
+    let trace_id = "5af92f3577b34da6a3ce929d0e0e4737";
+    let port = app.port;
+    let status = tokio::task::spawn_blocking(move || {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let mut body = Vec::new();
+        body.extend_from_slice(format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"contextual_core_id\"\r\n\r\ncore-1\r\n").as_bytes());
+        body.extend_from_slice(format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"plan.txt\"\r\nContent-Type: text/plain\r\n\r\n").as_bytes());
+        body.extend_from_slice("Our plan for the quarter: grow the circle. ".repeat(40).as_bytes());
+        body.extend_from_slice(format!("\r\n--{BOUNDARY}--\r\n").as_bytes());
+        reqwest::blocking::Client::new()
+            .post(format!("http://127.0.0.1:{port}/api/v1/files"))
+            .bearer_auth(token)
+            .header("traceparent", format!("00-{trace_id}-00f067aa0ba902b8-01"))
+            .header("content-type", format!("multipart/form-data; boundary={BOUNDARY}"))
+            .body(body)
+            .send()
+            .unwrap()
+            .status()
+            .as_u16()
+    })
+    .await
+    .unwrap();
+    assert_eq!(status, 202);
+
+    let hex = |v: &Value| v.as_str().unwrap_or_default().to_ascii_lowercase();
+    let wanted = ["file-processing", "file-processor", "embedding-generator"];
+    let mut got = Vec::new();
+    for _ in 0..200 {
+        got = spans.lock().unwrap().clone();
+        let groups: Vec<String> = got
+            .iter()
+            .filter(|s| hex(&s["traceId"]) == trace_id)
+            .filter_map(|s| attr(s, "messaging.consumer.group.name"))
+            .collect();
+        if wanted.iter().all(|w| groups.iter().any(|g| g == w)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let in_trace: Vec<&Value> = got
+        .iter()
+        .filter(|s| hex(&s["traceId"]) == trace_id)
+        .collect();
+    let ids: Vec<String> = in_trace.iter().map(|s| hex(&s["spanId"])).collect();
+    let server = in_trace
+        .iter()
+        .find(|s| attr(s, "http.route").as_deref() == Some("/api/v1/files"))
+        .unwrap_or_else(|| panic!("no server span in the trace: {in_trace:#?}"));
+    assert_eq!(hex(&server["parentSpanId"]), "00f067aa0ba902b8");
+    for w in wanted {
+        let h = in_trace
+            .iter()
+            .find(|s| attr(s, "messaging.consumer.group.name").as_deref() == Some(w))
+            .unwrap_or_else(|| {
+                panic!(
+                    "no `{w}` handler span in trace {trace_id}; groups seen: {:?}",
+                    got.iter()
+                        .filter_map(|s| attr(s, "messaging.consumer.group.name"))
+                        .collect::<Vec<_>>()
+                )
+            });
+        assert!(
+            ids.contains(&hex(&h["parentSpanId"])),
+            "the `{w}` handler's parent is a span of the same trace: {h}"
+        );
+        assert_eq!(attr(h, "messaging.system").as_deref(), Some("redis"));
+    }
+    let all = serde_json::to_string(&in_trace).unwrap();
+    for secret in ["tess", "grow the circle", "plan.txt"] {
+        assert!(!all.contains(secret), "{secret:?} leaked into a span");
+    }
+
+    // JSON logs: every line is an object with a level; lines of this request carry its trace id.
+    let logs = app.proc.logs();
+    let mut traced = 0;
+    // stdout's `--dev` banner for a person is not the log (stderr) and not JSON.
+    let banner = |l: &str| l.starts_with("The Collective Strategist") || l.starts_with("  ");
+    for line in logs.lines().filter(|l| !l.trim().is_empty() && !banner(l)) {
+        let v: Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
+        assert!(
+            v["level"].is_string() && v["timestamp"].is_string(),
+            "{line}"
+        );
+        if v["trace_id"] == trace_id {
+            traced += 1;
+        }
+    }
+    assert!(
+        traced > 0,
+        "no log line carries the request's trace id:\n{logs}"
+    );
+}

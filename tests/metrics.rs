@@ -355,6 +355,35 @@ fn queue_gauges_equal_what_redis_says_of_a_lagging_group_and_only_admins_read_js
         "{age_ms}"
     );
 
+    // The pools running here: the archiver's workers, in both views, no restarts.
+    let pool = doc["pools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["stream_name"] == STREAM && p["group"] == "archiver")
+        .unwrap_or_else(|| panic!("no archiver pool in {body}"))
+        .clone();
+    let workers = pool["workers"].as_u64().unwrap();
+    assert!(workers >= 1, "{pool}");
+    assert_eq!(pool["restarts"], 0);
+    assert!(
+        doc["pools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["group"] != "system-monitor"),
+        "only this process's pools"
+    );
+    let pl = [("stream", STREAM), ("group", "archiver")];
+    assert_eq!(
+        value(&prom, "strategist_pool_workers", &pl),
+        Some(workers as f64)
+    );
+    assert_eq!(
+        value(&prom, "strategist_pool_restarts_total", &pl),
+        Some(0.0)
+    );
+
     // Who may read what.
     let (status, _, body) = get(&app, "/api/v1/metrics", None);
     assert_eq!(status, 401, "{body}");
@@ -364,4 +393,155 @@ fn queue_gauges_equal_what_redis_says_of_a_lagging_group_and_only_admins_read_js
     assert!(body.contains("forbidden"), "{body}");
     let (status, _, _) = get(&app, "/metrics", Some("not-a-token"));
     assert_eq!(status, 200, "/metrics needs no token and ignores a bad one");
+}
+
+/// Every data point an OTLP/HTTP JSON receiver got: (metric name, attributes, value).
+type Points = std::sync::Arc<std::sync::Mutex<Vec<(String, BTreeMap<String, String>, f64)>>>;
+
+fn otlp_receiver() -> (String, Points) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let points: Points = Default::default();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let got = points.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { continue };
+            let got = got.clone();
+            std::thread::spawn(move || {
+                let mut r = BufReader::new(s.try_clone().unwrap());
+                loop {
+                    let mut len = 0usize;
+                    let mut line = String::new();
+                    if r.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    loop {
+                        let mut h = String::new();
+                        if r.read_line(&mut h).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if h.trim().is_empty() {
+                            break;
+                        }
+                        if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+                            len = v.trim().parse().unwrap_or(0);
+                        }
+                    }
+                    let mut body = vec![0; len];
+                    if r.read_exact(&mut body).is_err() {
+                        return;
+                    }
+                    if line.contains("/v1/metrics") {
+                        collect_points(&body, &got);
+                    }
+                    let _ = s.write_all(
+                        b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}",
+                    );
+                }
+            });
+        }
+    });
+    (format!("http://{addr}"), points)
+}
+
+fn collect_points(body: &[u8], got: &Points) {
+    let Ok(v) = serde_json::from_slice::<Value>(body) else {
+        return;
+    };
+    let num = |p: &Value| {
+        p["asDouble"]
+            .as_f64()
+            .or_else(|| p["asInt"].as_str().and_then(|s| s.parse().ok()))
+            .or_else(|| p["asInt"].as_f64())
+    };
+    for rm in v["resourceMetrics"].as_array().into_iter().flatten() {
+        for sm in rm["scopeMetrics"].as_array().into_iter().flatten() {
+            for m in sm["metrics"].as_array().into_iter().flatten() {
+                let name = m["name"].as_str().unwrap_or_default().to_string();
+                for kind in ["gauge", "sum"] {
+                    for p in m[kind]["dataPoints"].as_array().into_iter().flatten() {
+                        let attrs = p["attributes"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .map(|a| {
+                                (
+                                    a["key"].as_str().unwrap_or_default().to_string(),
+                                    a["value"]["stringValue"]
+                                        .as_str()
+                                        .unwrap_or_default()
+                                        .to_string(),
+                                )
+                            })
+                            .collect();
+                        if let Some(x) = num(p) {
+                            got.lock().unwrap().push((name.clone(), attrs, x));
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn otlp_metrics_carry_the_same_figures_when_an_endpoint_is_set() {
+    let (endpoint, points) = otlp_receiver();
+    let r = redis();
+    let mut c = conn(&r);
+    redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg(STREAM)
+        .arg("system-monitor")
+        .arg("0")
+        .arg("MKSTREAM")
+        .query::<()>(&mut c)
+        .unwrap();
+    for i in 0..9 {
+        xadd_event(&mut c, STREAM, PING, &ping(i));
+    }
+    let _app = App::serve_args(
+        &r.url(),
+        &["--pools", "archiver"],
+        &[
+            ("STRATEGIST_AUTH_SECRET", SECRET),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
+            ("OTEL_METRIC_EXPORT_INTERVAL", "300"),
+            ("OTEL_TRACES_SAMPLER", "always_off"),
+        ],
+    );
+    let find = |name: &str, attrs: &[(&str, &str)]| {
+        points
+            .lock()
+            .unwrap()
+            .iter()
+            .rev()
+            .find(|(n, a, _)| {
+                n == name
+                    && attrs
+                        .iter()
+                        .all(|(k, v)| a.get(*k).map(String::as_str) == Some(*v))
+            })
+            .map(|p| p.2)
+    };
+    let g = [("stream", STREAM), ("group", "system-monitor")];
+    eventually(
+        Duration::from_secs(20),
+        "OTLP metrics with the archiver's count",
+        || {
+            find("strategist.group.lag", &g) == Some(9.0)
+                && find(
+                    "strategist.events.handled",
+                    &[("stream", STREAM), ("group", "archiver"), ("type", PING)],
+                ) == Some(9.0)
+        },
+    );
+    assert_eq!(find("strategist.group.queue_depth", &g), Some(9.0));
+    assert_eq!(
+        find("strategist.stream.length", &[("stream", STREAM)]),
+        Some(9.0)
+    );
+    assert!(find("process.memory.usage", &[]).unwrap() > 1_000_000.0);
 }

@@ -51,10 +51,13 @@ async fn open(db: &TestDb) -> Store {
     s
 }
 
+/// Events of the test's type in the store (the system also archives what it says
+/// about itself, such as `system.performance.degraded` while the backlog is high).
 async fn count_events(store: &Store) -> usize {
     let mut n = 0;
     let mut q = EventQuery {
         limit: 1000,
+        event_type: Some("user.preferences.updated".into()),
         ..EventQuery::default()
     };
     loop {

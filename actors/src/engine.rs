@@ -25,7 +25,7 @@ use crate::pool::{Pool, StartFrom};
 use crate::router::{Crash, Drain, Route};
 use crate::stats::{RouteStats, StatsSnapshot};
 use crate::watchdog::{RouterSlot, RouterSpec, Watchdog};
-use crate::worker::Worker;
+use crate::worker::{Restarts, Worker};
 
 /// Process-wide settings of the engine.
 #[derive(Debug, Clone)]
@@ -39,6 +39,9 @@ pub struct EngineConfig {
     pub arbiters: usize,
     /// Approximate length cap of each dead-letter stream (0: none).
     pub dlq_maxlen: u64,
+    /// Record per type counts and timings ([`crate::metrics`]); off only to
+    /// measure what they cost.
+    pub metrics: bool,
 }
 
 impl EngineConfig {
@@ -51,6 +54,7 @@ impl EngineConfig {
                 .map(|n| n.get())
                 .unwrap_or(2),
             dlq_maxlen: 1_000_000,
+            metrics: true,
         }
     }
 }
@@ -228,24 +232,30 @@ impl Engine {
                     });
                 }
                 let o = &pool.options;
+                let stats = Arc::new(RouteStats::default());
+                RouteStats::add(&stats.workers, o.workers as u64);
                 let workers: Vec<Addr<Worker>> = (0..o.workers)
                     .map(|i| {
                         let part = format!("worker:{stream}/{}/{i}", pool.name);
                         let (health, hooks) = (health.clone(), hooks.clone());
-                        let (max, window, cooldown, concurrency) = (
-                            o.max_restarts,
-                            Duration::from_millis(o.restart_window_ms),
-                            Duration::from_millis(o.restart_cooldown_ms),
-                            o.concurrency,
-                        );
+                        let restarts = Restarts {
+                            max: o.max_restarts,
+                            window: Duration::from_millis(o.restart_window_ms),
+                            cooldown: Duration::from_millis(o.restart_cooldown_ms),
+                        };
+                        let concurrency = o.concurrency;
                         let arbiter = &arbiters[n % arbiters.len()];
+                        let stats = stats.clone();
                         Supervisor::start_in_arbiter(&arbiter.handle(), move |_| {
-                            Worker::new(part, max, window, cooldown, health, hooks, concurrency)
+                            Worker::new(part, restarts, health, hooks, concurrency, stats)
                         })
                     })
                     .collect();
-                let stats = Arc::new(RouteStats::default());
-                let metrics = Arc::new(RouteMetrics::default());
+                let metrics = Arc::new(if config.metrics {
+                    RouteMetrics::default()
+                } else {
+                    RouteMetrics::off()
+                });
                 let route = Arc::new(Route {
                     stream: stream.to_owned(),
                     part: format!("router:{stream}/{}", pool.name),

@@ -76,6 +76,8 @@ pub struct RouteMetrics {
     /// When measuring began: slot numbers count minutes from here.
     epoch: Instant,
     types: Mutex<HashMap<String, TypeMetrics>>,
+    /// False: nothing is recorded (to measure what measuring costs).
+    enabled: bool,
 }
 
 impl Default for RouteMetrics {
@@ -83,6 +85,26 @@ impl Default for RouteMetrics {
         RouteMetrics {
             epoch: Instant::now(),
             types: Mutex::new(HashMap::new()),
+            enabled: true,
+        }
+    }
+}
+
+impl RouteMetrics {
+    /// Measurements that record nothing: what [`crate::EngineConfig::metrics`]
+    /// `false` gives every router, so `bench` can measure what measuring costs.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use strategist_actors::metrics::{Attempt, RouteMetrics};
+    /// let m = RouteMetrics::off();
+    /// m.record("t", Attempt::Handled, Duration::from_millis(1), None);
+    /// assert!(m.snapshot().is_empty());
+    /// ```
+    pub fn off() -> Self {
+        RouteMetrics {
+            enabled: false,
+            ..RouteMetrics::default()
         }
     }
 }
@@ -216,6 +238,9 @@ impl RouteMetrics {
         took: Duration,
         published_ms: Option<i64>,
     ) {
+        if !self.enabled {
+            return;
+        }
         let latency_us = published_ms
             .filter(|_| attempt == Attempt::Handled)
             .map(|p| (now_ms().saturating_sub(p).max(0) as u64).saturating_mul(1000));
@@ -255,6 +280,9 @@ impl RouteMetrics {
 
     /// Records one entry moved to the dead letters.
     pub fn record_dead_letter(&self, event_type: &str) {
+        if !self.enabled {
+            return;
+        }
         self.record_dead_letter_at(Instant::now(), event_type);
     }
 

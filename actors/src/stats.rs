@@ -29,6 +29,10 @@ pub struct RouteStats {
     pub leases_lost: AtomicU64,
     /// Entries running on a worker now (a gauge, not a counter).
     pub in_flight: AtomicU64,
+    /// Workers behind this router now (a gauge).
+    pub workers: AtomicU64,
+    /// Restarts of its workers (after a panic) and of the router itself.
+    pub restarts: AtomicU64,
 }
 
 /// A copy of [`RouteStats`] at one moment.
@@ -56,6 +60,10 @@ pub struct StatsSnapshot {
     pub leases_lost: u64,
     /// See [`RouteStats::in_flight`].
     pub in_flight: u64,
+    /// See [`RouteStats::workers`].
+    pub workers: u64,
+    /// See [`RouteStats::restarts`].
+    pub restarts: u64,
 }
 
 impl RouteStats {
@@ -78,6 +86,8 @@ impl RouteStats {
             busy_us: r(&self.busy_us),
             leases_lost: r(&self.leases_lost),
             in_flight: r(&self.in_flight),
+            workers: r(&self.workers),
+            restarts: r(&self.restarts),
         }
     }
 }

@@ -58,6 +58,7 @@ impl Watchdog {
             let part = &spec.route.part;
             tracing::error!(router = %part, "router died; starting it again");
             spec.health.down(part, "router died; restarting");
+            crate::stats::RouteStats::add(&spec.route.stats.restarts, 1);
             let hooks = &spec.route.hooks;
             if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hooks.router_died(part)))
                 .is_err()

@@ -25,6 +25,7 @@ use crate::dispose::Outcome;
 use crate::handler::{Delivery, Handler};
 use crate::health::Health;
 use crate::hooks::Hooks;
+use crate::stats::RouteStats;
 
 /// One handler call to make.
 #[derive(Message)]
@@ -49,28 +50,38 @@ pub(crate) struct Worker {
     cooldown: Duration,
     health: Health,
     hooks: Hooks,
+    stats: Arc<RouteStats>,
 }
 
 impl Worker {
     pub(crate) fn new(
         part: String,
-        max_restarts: u32,
-        window: Duration,
-        cooldown: Duration,
+        restarts: Restarts,
         health: Health,
         hooks: Hooks,
         concurrency: usize,
+        stats: Arc<RouteStats>,
     ) -> Self {
         Worker {
             part,
             slots: (concurrency > 1).then(|| Arc::new(tokio::sync::Semaphore::new(concurrency))),
-            budget: RestartBudget::new(max_restarts, window),
-            max_restarts,
-            cooldown,
+            budget: RestartBudget::new(restarts.max, restarts.window),
+            max_restarts: restarts.max,
+            cooldown: restarts.cooldown,
             health,
             hooks,
+            stats,
         }
     }
+}
+
+/// How a worker's crashes are budgeted: at most `max` restarts within `window`,
+/// then a pause of `cooldown`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Restarts {
+    pub(crate) max: u32,
+    pub(crate) window: Duration,
+    pub(crate) cooldown: Duration,
 }
 
 impl Actor for Worker {
@@ -79,6 +90,7 @@ impl Actor for Worker {
 
 impl Supervised for Worker {
     fn restarting(&mut self, ctx: &mut Context<Self>) {
+        RouteStats::add(&self.stats.restarts, 1);
         self.count_crash(ctx);
     }
 }

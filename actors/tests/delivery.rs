@@ -137,6 +137,11 @@ async fn a_panicking_handler_is_restarted_and_its_entry_delivered_again() {
     let t = &snap[0].types[0];
     assert_eq!((t.handled, t.failed, t.window.handled), (2, 1, 2));
     assert_eq!(snap[0].stats.in_flight, 0, "nothing runs any more");
+    assert_eq!(
+        (snap[0].stats.workers, snap[0].stats.restarts),
+        (1, 1),
+        "one worker, restarted once after the panic"
+    );
     engine.stop();
 }
 

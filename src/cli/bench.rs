@@ -9,7 +9,9 @@
 //!    no-op pool, publish to ack;
 //! 3. latency: the same pool fed at half the rate phase 2 reached, publish to handled;
 //! 4. paced: the same pool fed at a fixed rate (`--paced-rate`, 10,000/s by default)
-//!    for the design's latency target, with this process's RSS while it runs.
+//!    for the design's latency target, with this process's RSS while it runs;
+//! 5. with `--observability-cost`: phase 2 with metrics and tracing off and on,
+//!    alternating ([`super::bench_observability`]).
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -45,6 +47,8 @@ pub struct BenchArgs {
     pub redis_url: Option<String>,
     /// Events per second of the paced phase (0: skip it).
     pub paced_rate: u64,
+    /// Pairs of off/on rounds of the observability comparison (0: skip it).
+    pub observability_rounds: usize,
 }
 
 /// Latency percentiles in milliseconds.
@@ -92,6 +96,8 @@ pub struct BenchReport {
     pub redis_ceiling_events_per_sec: f64,
     /// `events_per_sec / redis_ceiling_events_per_sec`.
     pub ratio: f64,
+    /// Phase 5: metrics and tracing off against on.
+    pub observability_cost: Option<super::bench_observability::ObservabilityCost>,
 }
 
 const BATCH: usize = 256;
@@ -150,9 +156,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<BenchReport> {
     let mut config = EngineConfig::for_this_process();
     config.keys = keys;
     let engine = Engine::start(
-        client,
+        client.clone(),
         shared.clone(),
-        catalog,
+        catalog.clone(),
         config,
         vec![pool],
         Health::default(),
@@ -165,26 +171,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<BenchReport> {
     // Phase 2: as fast as it goes.
     let pad = "x".repeat(args.payload_bytes);
     let start = Instant::now();
-    let mut seq = 0u64;
-    let mut in_flight = Vec::new();
-    while seq < args.events {
-        let n = (args.events - seq).min(BATCH as u64);
-        let batch: Vec<(&str, Envelope)> = (0..n)
-            .map(|i| (streams::SYSTEM, ping(seq + i, &pad)))
-            .collect();
-        seq += n;
-        let p = publisher.clone();
-        in_flight.push(tokio::spawn(async move {
-            p.publish_batch(&batch).await.map(|v| v.len())
-        }));
-        if in_flight.len() >= 8 {
-            in_flight.remove(0).await??;
-        }
-    }
-    for h in in_flight {
-        h.await??;
-    }
-    let published_in = start.elapsed();
+    let published_in = publish_all(&publisher, args.events, &pad).await?;
     wait_acked(&acked, args.events, Duration::from_secs(600)).await?;
     let total = start.elapsed();
     let events_per_sec = args.events as f64 / total.as_secs_f64();
@@ -223,6 +210,21 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<BenchReport> {
         let kib = peak.load(std::sync::atomic::Ordering::Relaxed);
         paced_rss = (kib > 0).then(|| (kib as f64 / 1024.0 * 10.0).round() / 10.0);
     }
+    let observability_cost = if args.observability_rounds > 0 {
+        let setup = super::bench_observability::Setup {
+            client: &client,
+            shared: &shared,
+            catalog: &catalog,
+            prefix: &settings.stream_prefix,
+            events: args.events,
+            workers: args.workers,
+            prefetch: args.prefetch,
+            pad: &pad,
+        };
+        Some(super::bench_observability::run(&setup, args.observability_rounds).await?)
+    } else {
+        None
+    };
     let report = BenchReport {
         events: args.events,
         workers: args.workers,
@@ -239,6 +241,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<BenchReport> {
         redis_ceiling_by_consumers: by_consumers,
         redis_ceiling_events_per_sec: ceiling.round(),
         ratio: (events_per_sec / ceiling * 1000.0).round() / 1000.0,
+        observability_cost,
     };
     engine.drain(Duration::from_secs(5)).await;
     cleanup(shared, &settings.stream_prefix).await;
@@ -301,7 +304,7 @@ fn rss_kib() -> Option<u64> {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
-fn ping(seq: u64, pad: &str) -> Envelope {
+pub(super) fn ping(seq: u64, pad: &str) -> Envelope {
     let data = SystemBenchPing {
         seq,
         sent_at_us: now_us(),
@@ -318,7 +321,36 @@ fn now_us() -> i64 {
     chrono::Utc::now().timestamp_micros()
 }
 
-async fn wait_acked(
+/// Publishes `events` pings in pipelined batches (eight in flight); how long it took.
+pub(super) async fn publish_all(
+    publisher: &Publisher,
+    events: u64,
+    pad: &str,
+) -> anyhow::Result<Duration> {
+    let start = Instant::now();
+    let mut seq = 0u64;
+    let mut in_flight = Vec::new();
+    while seq < events {
+        let n = (events - seq).min(BATCH as u64);
+        let batch: Vec<(&str, Envelope)> = (0..n)
+            .map(|i| (streams::SYSTEM, ping(seq + i, pad)))
+            .collect();
+        seq += n;
+        let p = publisher.clone();
+        in_flight.push(tokio::spawn(async move {
+            p.publish_batch(&batch).await.map(|v| v.len())
+        }));
+        if in_flight.len() >= 8 {
+            in_flight.remove(0).await??;
+        }
+    }
+    for h in in_flight {
+        h.await??;
+    }
+    Ok(start.elapsed())
+}
+
+pub(super) async fn wait_acked(
     acked: &impl Fn() -> StatsSnapshot,
     target: u64,
     limit: Duration,
@@ -441,7 +473,7 @@ async fn ceiling(
     Ok(n as f64 / secs)
 }
 
-async fn cleanup(mut conn: ConnectionManager, prefix: &str) {
+pub(super) async fn cleanup(mut conn: ConnectionManager, prefix: &str) {
     let keys: Vec<String> = redis::cmd("KEYS")
         .arg(format!("*{prefix}*"))
         .query_async(&mut conn)

@@ -1,6 +1,7 @@
 //! The subcommands other than `serve`, one file each.
 
 pub mod bench;
+pub mod bench_observability;
 pub mod db;
 pub mod dlq;
 pub mod load;

@@ -49,6 +49,14 @@ pub struct SystemPerformanceDegraded {
     pub threshold_value: f64,
     pub affected_services: Vec<String>,
     pub suggested_actions: Vec<String>,
+    /// True when this reports the figure back under its threshold (the end of a
+    /// crossing reported earlier); absent or false for a crossing.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub recovered: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 event_type!(
     SystemPerformanceDegraded,

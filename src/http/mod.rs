@@ -22,6 +22,7 @@ mod openapi;
 mod page;
 mod preferences;
 mod projections;
+mod push;
 mod sagas;
 mod streams;
 
@@ -112,6 +113,7 @@ fn app(
                 .configure(streams::routes)
                 .configure(metrics::routes)
                 .configure(dlq::routes)
+                .configure(push::routes)
                 .configure(sagas::routes),
         )
         .split_for_parts();

@@ -1,6 +1,7 @@
 //! The design's metrics, measured once and shown in two places that agree:
 //! `GET /api/v1/metrics` (the design's `EventPerformanceMetrics`, JSON) and
-//! `GET /metrics` (Prometheus text).
+//! `GET /metrics` (Prometheus text), and pushed over OTLP when an endpoint is set
+//! ([`otlp`]).
 //!
 //! A [`Report`] gathers, at one moment, the three sources there are:
 //! - the engine's measurements of the handler calls this process made
@@ -15,6 +16,7 @@
 //! Invariants: labels and fields carry stream, group and event type names only, never
 //! personal data; times are milliseconds in the JSON and seconds in Prometheus.
 
+pub mod otlp;
 pub mod process;
 pub mod prometheus;
 pub mod queues;
@@ -122,11 +124,24 @@ impl Report {
                 });
             }
         }
+        let pools = self
+            .routes
+            .iter()
+            .map(|r| PoolMetrics {
+                stream_name: r.stream.clone(),
+                group: r.group.clone(),
+                consumer: r.consumer.clone(),
+                workers: r.stats.workers,
+                restarts: r.stats.restarts,
+                in_flight: r.stats.in_flight,
+            })
+            .collect();
         MetricsDocument {
             window_seconds: SLOT.as_secs() * SLOTS as u64,
             events,
             groups,
             streams,
+            pools,
             process: self.process,
         }
     }
@@ -143,6 +158,8 @@ pub struct MetricsDocument {
     pub groups: Vec<GroupMetrics>,
     /// Per stream, from Redis.
     pub streams: Vec<StreamMetrics>,
+    /// This process's pools, per stream they read.
+    pub pools: Vec<PoolMetrics>,
     /// This process.
     pub process: Option<ProcessFigures>,
 }
@@ -214,6 +231,23 @@ pub struct GroupMetrics {
     pub in_flight: u64,
     /// Dead letters of the group per minute over the window.
     pub dead_letters_per_minute: f64,
+}
+
+/// One pool's router of one stream in this process.
+#[derive(Debug, Clone, Serialize)]
+pub struct PoolMetrics {
+    /// The stream.
+    pub stream_name: String,
+    /// The pool (its consumer group).
+    pub group: String,
+    /// This process's consumer name in the group.
+    pub consumer: String,
+    /// Workers behind the router now.
+    pub workers: u64,
+    /// Restarts of its workers and router since the process started.
+    pub restarts: u64,
+    /// Entries running on its workers now.
+    pub in_flight: u64,
 }
 
 /// One stream, from Redis.

@@ -233,6 +233,32 @@ impl Collector for ReportCollector {
             ])?
             .encode_gauge(&route.stats.in_flight)?;
         }
+        let mut m = enc.encode_descriptor(
+            "strategist_pool_workers",
+            "Workers of the pool behind this process's router of the stream.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for route in &r.routes {
+            m.encode_family(&[
+                ("stream", route.stream.as_str()),
+                ("group", route.group.as_str()),
+            ])?
+            .encode_gauge(&route.stats.workers)?;
+        }
+        let mut m = enc.encode_descriptor(
+            "strategist_pool_restarts",
+            "Restarts of the pool's workers (after a panic) and of its router, in this process.",
+            None,
+            MetricType::Counter,
+        )?;
+        for route in &r.routes {
+            m.encode_family(&[
+                ("stream", route.stream.as_str()),
+                ("group", route.group.as_str()),
+            ])?
+            .encode_counter::<NoLabelSet, _, u64>(&route.stats.restarts, None)?;
+        }
 
         if let Some(p) = r.process {
             enc.encode_descriptor(

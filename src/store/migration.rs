@@ -3,6 +3,8 @@
 
 use sea_orm_migration::prelude::*;
 
+mod m0009_contacts_push;
+
 /// Every migration of the application.
 pub struct Migrator;
 
@@ -16,6 +18,7 @@ impl MigratorTrait for Migrator {
             Box::new(M0005Ai),
             Box::new(M0006DeadLetters),
             Box::new(M0007Files),
+            Box::new(m0009_contacts_push::M0009ContactsPush),
         ]
     }
 }

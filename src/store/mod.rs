@@ -14,6 +14,7 @@ use sea_orm::{
 use sea_orm_migration::MigratorTrait;
 
 pub mod ai;
+pub mod contacts;
 pub mod dead_letters;
 pub mod entities;
 pub mod event_store;

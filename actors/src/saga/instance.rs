@@ -80,7 +80,7 @@ pub(crate) struct Wake(pub(crate) Option<SagaState>);
 
 /// An input the cycle owns (the machine borrows it).
 enum Owned {
-    Start,
+    Start(Box<Envelope>),
     Event(Box<Envelope>),
     Tick,
 }
@@ -88,9 +88,17 @@ enum Owned {
 impl Owned {
     fn input(&self) -> Input<'_> {
         match self {
-            Owned::Start => Input::Start,
+            Owned::Start(_) => Input::Start,
             Owned::Event(e) => Input::Event(e),
             Owned::Tick => Input::Tick,
+        }
+    }
+
+    /// The envelope that caused this cycle, whose trace what it decides continues.
+    fn cause(&self) -> Option<&Envelope> {
+        match self {
+            Owned::Start(e) | Owned::Event(e) => Some(e),
+            Owned::Tick => None,
         }
     }
 }
@@ -153,6 +161,18 @@ async fn cycle(
         return Ok(state);
     };
     next.version = state.version;
+    // What the saga publishes now continues the trace of the event that caused it
+    // (stored with the outbox, so a republish after a crash keeps it too).
+    if let Some(cause) = input.cause() {
+        for out in next
+            .outbox
+            .iter_mut()
+            .filter(|o| o.event.traceparent.is_none())
+        {
+            out.event.traceparent.clone_from(&cause.traceparent);
+            out.event.tracestate.clone_from(&cause.tracestate);
+        }
+    }
     save(&io, &mut next).await?;
     state = flush(&def, &io, next).await?;
     Ok(state)
@@ -228,7 +248,7 @@ impl actix::Handler<Deliver> for SagaInstance {
     fn handle(&mut self, msg: Deliver, _ctx: &mut Context<Self>) -> Self::Result {
         let env = msg.0;
         let input = if env.event_type == self.def.start_type {
-            Owned::Start
+            Owned::Start(Box::new(env))
         } else {
             Owned::Event(Box::new(env))
         };

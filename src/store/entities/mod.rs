@@ -12,5 +12,8 @@ pub mod index_entry;
 pub mod preference_history;
 pub mod projection_applied;
 pub mod projection_offset;
+pub mod push_subscription;
 pub mod saga;
+pub mod user_contact;
 pub mod user_preferences;
+pub mod vapid_key;

@@ -5,7 +5,11 @@
 //! the handlers it causes and what they publish are one trace; and a panic hook that
 //! logs a panic as one line instead of printing a backtrace at a user.
 //!
+//! `RUST_LOG_FORMAT=json` writes the log as JSON lines with trace ids ([`json`]).
+//!
 //! Events about people carry personal data: spans carry ids and types only.
+
+pub mod json;
 
 use std::collections::HashMap;
 
@@ -43,11 +47,22 @@ pub fn init() -> Telemetry {
     // ai::http_call): without one installed first, building it panics.
     crate::ai::http_call::install_crypto_provider();
     let filter = || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let fmt = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_filter(filter());
+    let json = std::env::var("RUST_LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"));
+    let fmt = if json {
+        tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
+            .event_format(json::JsonLines)
+            .with_filter(filter())
+            .boxed()
+    } else {
+        tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_target(false)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .with_filter(filter())
+            .boxed()
+    };
     let (provider, problem) = match exporter() {
         Ok(p) => (p, None),
         Err(e) => (None, Some(e)),
@@ -149,6 +164,7 @@ pub fn http_span(
         http.request.method = %method,
         http.route = %route,
         http.response.status_code = tracing::field::Empty,
+        trace_id = tracing::field::Empty,
     );
     let text = |name: &str| {
         headers
@@ -157,6 +173,9 @@ pub fn http_span(
             .map(str::to_owned)
     };
     if let Some(parent) = text("traceparent") {
+        if let Some(id) = json::trace_id_of(&parent) {
+            span.record("trace_id", id);
+        }
         let mut carrier = HashMap::from([("traceparent".to_owned(), parent)]);
         if let Some(state) = text("tracestate") {
             carrier.insert("tracestate".into(), state);
@@ -181,8 +200,12 @@ pub fn handler_span(d: &Delivery, group: &str) -> tracing::Span {
         messaging.message.id = %e.id,
         event_type = %e.event_type,
         attempt = d.attempt,
+        trace_id = tracing::field::Empty,
     );
     if let Some(parent) = &e.traceparent {
+        if let Some(id) = json::trace_id_of(parent) {
+            span.record("trace_id", id);
+        }
         let mut carrier = HashMap::from([("traceparent".to_owned(), parent.clone())]);
         if let Some(state) = &e.tracestate {
             carrier.insert("tracestate".into(), state.clone());
