@@ -157,20 +157,25 @@ export class Admin {
       ),
     );
     replace(this.$('#types-table tbody'), ...(types.length ? types : [emptyRow(7, 'Nothing handled in this process during the window.')]));
-    const pools = (m.groups || []).map((g) =>
-      el(
+    // This process's routers (workers, restarts), by stream and group.
+    const here = new Map((m.pools || []).map((p) => [`${p.stream_name}\u0000${p.group}`, p]));
+    const pools = (m.groups || []).map((g) => {
+      const p = here.get(`${g.stream_name}\u0000${g.group}`);
+      return el(
         'tr',
-        { 'data-group': g.group },
+        { 'data-group': g.group, 'data-stream': g.stream_name },
         el('th', { scope: 'row', text: g.group }),
         cell(g.stream_name),
         cell(num(g.consumers), 'n'),
-        cell(num(g.in_flight), 'n'),
+        cell(p ? num(p.workers) : '—', 'n workers'),
+        cell(p ? num(p.restarts) : '—', 'n'),
+        cell(num(p ? p.in_flight : g.in_flight), 'n'),
         cell(num(g.queue_depth), 'n'),
         cell(g.oldest_pending_age_ms === null ? '—' : ms(g.oldest_pending_age_ms), 'n'),
         cell(num(g.dead_letters_per_minute), 'n'),
-      ),
-    );
-    replace(this.$('#pools-table tbody'), ...(pools.length ? pools : [emptyRow(7, 'No consumer groups yet.')]));
+      );
+    });
+    replace(this.$('#pools-table tbody'), ...(pools.length ? pools : [emptyRow(9, 'No consumer groups yet.')]));
     const p = m.process;
     this.$('#process-figures').textContent = p
       ? `This server process: ${bytes(p.rss_bytes)} resident, ${num(p.cpu_seconds)} s of CPU so far.`

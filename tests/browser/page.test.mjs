@@ -170,6 +170,8 @@ async function adminCase(browser) {
     assert(/^Events handled per minute\. Now: all types \d/.test(label), `chart label: ${label}`);
     await page.waitForSelector('#chart-latency text.axis', { state: 'attached' });
     await page.waitForSelector('#pools-table tbody tr[data-group="file-processor"]');
+    const workers = await page.textContent('#pools-table tbody tr[data-group="file-processor"] td.workers');
+    assert(Number(workers) >= 1, `file-processor workers here: ${workers}`);
     await page.waitForFunction(() => /No running sagas|file-processing/.test(document.querySelector('#sagas-table tbody').textContent));
     assert(!(await page.textContent('#admin-error')), `admin error: ${await page.textContent('#admin-error')}`);
   });
