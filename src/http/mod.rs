@@ -1,5 +1,6 @@
 //! The HTTP API of the contract (`/api/v1/...`), health and Prometheus `/metrics` at
-//! the root, and the OpenAPI document of every route at `/api/openapi.json`.
+//! the root, the OpenAPI document of every route at `/api/openapi.json`, and the web
+//! page at `/` (`page.rs`).
 //!
 //! Each file holds one resource; every handler is registered through
 //! `utoipa_actix_web`, so a route cannot exist without being in the OpenAPI
@@ -18,9 +19,11 @@ mod health;
 mod limits;
 mod metrics;
 mod openapi;
+mod page;
 mod preferences;
 mod projections;
 mod push;
+mod sagas;
 mod streams;
 
 use std::sync::Arc;
@@ -100,6 +103,8 @@ fn app(
         .service(health::healthz)
         .service(health::readyz)
         .service(metrics::prometheus_text)
+        .service(page::index)
+        .service(page::asset)
         .service(
             utoipa_actix_web::scope("/api/v1")
                 .configure(content::routes)
@@ -110,7 +115,8 @@ fn app(
                 .configure(streams::routes)
                 .configure(metrics::routes)
                 .configure(dlq::routes)
-                .configure(push::routes),
+                .configure(push::routes)
+                .configure(sagas::routes),
         )
         .split_for_parts();
     app.wrap(actix_web::middleware::from_fn(refuse_nul))

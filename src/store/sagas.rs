@@ -60,6 +60,22 @@ fn to_row(s: &SagaState) -> Result<saga::ActiveModel, SagaStoreError> {
 }
 
 impl Store {
+    /// Up to `limit` sagas in `status`, the longest unchanged first (a stuck saga
+    /// is what an operator looks for), as stored rows.
+    pub async fn sagas_by_status(
+        &self,
+        status: SagaStatus,
+        limit: u64,
+    ) -> Result<Vec<saga::Model>, super::StoreError> {
+        Ok(Sagas::find()
+            .filter(Column::Status.eq(status.as_str()))
+            .order_by_asc(Column::UpdatedAtMs)
+            .order_by_asc(Column::Id)
+            .limit(limit)
+            .all(&self.db)
+            .await?)
+    }
+
     /// One saga's row.
     pub async fn saga(&self, id: &str) -> Result<Option<SagaState>, super::StoreError> {
         let row = Sagas::find_by_id(id.to_owned()).one(&self.db).await?;
