@@ -13,6 +13,7 @@
 //! - [`pools`]: which consumer group handles which types.
 //! - [`metrics`]: the design's metrics from the engine, Redis and `/proc`, as the
 //!   JSON of `/api/v1/metrics` and the Prometheus text of `/metrics`.
+//! - [`notify`]: notifications to people: the notifier, its channels, the WebSocket.
 //! - [`archiver`]: the group that writes every event into the event store.
 //! - [`projections`]: projection groups (user preferences).
 //! - [`sagas`]: the FileProcessingSaga on the engine's saga runtime.
@@ -47,6 +48,7 @@ pub mod hooks;
 pub mod http;
 pub mod local_redis;
 pub mod metrics;
+pub mod notify;
 pub mod pools;
 pub mod projections;
 pub mod redis_conn;

@@ -17,6 +17,7 @@ mod files;
 mod health;
 mod limits;
 mod metrics;
+mod notifications;
 mod openapi;
 mod preferences;
 mod projections;
@@ -69,6 +70,8 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     /// The engine's measurements (`/metrics`, `/api/v1/metrics`).
     pub metrics: EngineMetrics,
+    /// This process's notification sockets (`GET /ws`).
+    pub hub: Arc<crate::notify::hub::Hub>,
 }
 
 /// The API's routes, for the server and for the OpenAPI document.
@@ -97,6 +100,7 @@ fn app(
         .service(health::healthz)
         .service(health::readyz)
         .service(metrics::prometheus_text)
+        .service(crate::notify::ws::connect)
         .service(
             utoipa_actix_web::scope("/api/v1")
                 .configure(content::routes)
@@ -106,7 +110,8 @@ fn app(
                 .configure(projections::routes)
                 .configure(streams::routes)
                 .configure(metrics::routes)
-                .configure(dlq::routes),
+                .configure(dlq::routes)
+                .configure(notifications::routes),
         )
         .split_for_parts();
     app.wrap(actix_web::middleware::from_fn(refuse_nul))

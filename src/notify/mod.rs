@@ -1,0 +1,77 @@
+//! Notifications to people: the notifier that handles `notification.send.requested`
+//! ([`worker`]), the channels that reach a person ([`channel`]; [`websocket`] here,
+//! email and push beside it), the WebSocket they arrive on ([`ws`], with the
+//! per-process [`hub`]), and their JSON ([`frames`]).
+//!
+//! Invariants: every notification is stored before any channel is tried, keyed by
+//! its event's id, so a redelivered event reaches the person once and a person who
+//! was offline is replayed what they missed; the channels a process has are built
+//! in one place, [`channels`].
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
+
+pub mod channel;
+pub mod frames;
+pub mod hub;
+pub mod websocket;
+pub mod worker;
+pub mod ws;
+
+pub use channel::{Channel, ChannelError, Outgoing};
+
+/// The channels by name (`email`, `push`, `websocket`).
+#[derive(Clone, Default)]
+pub struct ChannelRegistry {
+    channels: HashMap<&'static str, Arc<dyn Channel>>,
+}
+
+impl ChannelRegistry {
+    /// Adds (or replaces) a channel under its name.
+    pub fn insert(&mut self, channel: Arc<dyn Channel>) {
+        self.channels.insert(channel.name(), channel);
+    }
+
+    /// The channel of this name.
+    pub fn get(&self, name: &str) -> Option<&Arc<dyn Channel>> {
+        self.channels.get(name)
+    }
+}
+
+/// What the channels of this process are built from.
+pub struct ChannelDeps {
+    /// The shared Redis connection (the websocket channel publishes on it).
+    pub redis: redis::aio::ConnectionManager,
+    /// The configured Redis key prefix.
+    pub key_prefix: String,
+}
+
+/// Every channel of this process. Email and push answer "not configured" until
+/// they are built.
+pub fn channels(deps: &ChannelDeps) -> ChannelRegistry {
+    let mut r = ChannelRegistry::default();
+    r.insert(Arc::new(websocket::WebsocketChannel::new(
+        deps.redis.clone(),
+        deps.key_prefix.clone(),
+    )));
+    r.insert(Arc::new(NotConfigured("email")));
+    r.insert(Arc::new(NotConfigured("push")));
+    r
+}
+
+/// A channel this process cannot use: every attempt is `Unreachable`.
+pub struct NotConfigured(pub &'static str);
+
+impl Channel for NotConfigured {
+    fn name(&self) -> &'static str {
+        self.0
+    }
+
+    fn send<'a>(&'a self, _: &'a Outgoing) -> BoxFuture<'a, Result<(), ChannelError>> {
+        let msg = format!("{} channel not configured", self.0);
+        async move { Err(ChannelError::Unreachable(msg)) }.boxed()
+    }
+}
