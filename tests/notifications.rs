@@ -26,9 +26,8 @@ use tokio_tungstenite::tungstenite::Message;
 
 const SECRET: &str = "notifications-test-secret";
 
-type Ws = tokio_tungstenite::WebSocketStream<
-    tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
->;
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 fn token(user: &str) -> String {
     Tokens::new(SECRET)
@@ -248,21 +247,33 @@ async fn each_person_gets_only_their_own_and_a_reconnect_resumes_after_the_last_
     assert_eq!(n["action_url"], "https://app.example/x");
     assert!(n["created_at"].as_str().unwrap().ends_with('Z'));
     assert!(n["read_at"].is_null() && n["delivered_at"].is_null());
-    assert_eq!(ids(&notes(&mut bob, 1, Duration::from_secs(20)).await), [for_bob.clone()]);
-    assert!(quiet(&mut alice, Duration::from_millis(700)).await.is_empty(), "nothing of bob's");
+    assert_eq!(
+        ids(&notes(&mut bob, 1, Duration::from_secs(20)).await),
+        vec![for_bob.clone()]
+    );
+    assert!(
+        quiet(&mut alice, Duration::from_millis(700))
+            .await
+            .is_empty(),
+        "nothing of bob's"
+    );
     assert!(quiet(&mut bob, Duration::from_millis(100)).await.is_empty());
 
     // The client acknowledges the first and reads the second, then drops.
     for (kind, id) in [("ack", &first[0]), ("read", &first[1])] {
         alice
-            .send(Message::Text(json!({"type": kind, "id": id}).to_string().into()))
+            .send(Message::Text(
+                json!({"type": kind, "id": id}).to_string().into(),
+            ))
             .await
             .unwrap();
     }
     // Bob cannot mark alice's over his socket.
-    bob.send(Message::Text(json!({"type": "read", "id": first[2]}).to_string().into()))
-        .await
-        .unwrap();
+    bob.send(Message::Text(
+        json!({"type": "read", "id": first[2]}).to_string().into(),
+    ))
+    .await
+    .unwrap();
     // A clean close: the server answers it after the frames sent before it.
     alice.close(None).await.unwrap();
     while let Some(Ok(_)) = alice.next().await {}
@@ -275,10 +286,16 @@ async fn each_person_gets_only_their_own_and_a_reconnect_resumes_after_the_last_
         listed_ids(app.port, "alice", "").len() == 5
     });
     let stored = list(app.port, "alice", "").json()["notifications"].clone();
-    assert!(stored[0]["delivered_at"].is_string(), "ack recorded: {stored}");
+    assert!(
+        stored[0]["delivered_at"].is_string(),
+        "ack recorded: {stored}"
+    );
     assert!(stored[0]["read_at"].is_null());
     assert!(stored[1]["read_at"].is_string() && stored[1]["delivered_at"].is_string());
-    assert!(stored[2]["read_at"].is_null(), "bob's read frame changed nothing");
+    assert!(
+        stored[2]["read_at"].is_null(),
+        "bob's read frame changed nothing"
+    );
     assert!(stored[2]["delivered_at"].is_null());
 
     // Reconnect after the last one seen: exactly the two missed, in order, then live.
@@ -286,8 +303,16 @@ async fn each_person_gets_only_their_own_and_a_reconnect_resumes_after_the_last_
     let (replayed, count) = replay(&mut alice).await;
     assert_eq!((ids(&replayed), count), (missed.clone(), 2));
     let live = request(&mut c, "alice", "live", "normal");
-    assert_eq!(ids(&notes(&mut alice, 1, Duration::from_secs(20)).await), [live.clone()]);
-    assert!(quiet(&mut alice, Duration::from_millis(700)).await.is_empty(), "nothing twice");
+    assert_eq!(
+        ids(&notes(&mut alice, 1, Duration::from_secs(20)).await),
+        vec![live.clone()]
+    );
+    assert!(
+        quiet(&mut alice, Duration::from_millis(700))
+            .await
+            .is_empty(),
+        "nothing twice"
+    );
 
     // Without `after`: every unread one (the second was read).
     let mut other = open(app.port, "alice", None).await;
@@ -298,11 +323,15 @@ async fn each_person_gets_only_their_own_and_a_reconnect_resumes_after_the_last_
     assert_eq!(ids(&unread), want);
 
     // HTTP: each sees only their own; another's id is a 404.
-    assert_eq!(listed_ids(app.port, "bob", ""), [for_bob.clone()]);
+    assert_eq!(listed_ids(app.port, "bob", ""), vec![for_bob.clone()]);
     assert_eq!(mark_read(app.port, "bob", &first[0]), 404);
     assert_eq!(mark_read(app.port, "alice", &for_bob), 404);
     assert_eq!(mark_read(app.port, "alice", &first[0]), 204);
-    assert_eq!(mark_read(app.port, "alice", &first[0]), 204, "again: no change");
+    assert_eq!(
+        mark_read(app.port, "alice", &first[0]),
+        204,
+        "again: no change"
+    );
     let unread = listed_ids(app.port, "alice", "?unread=true");
     assert_eq!(unread.len(), 4);
     assert!(!unread.contains(&first[0]) && !unread.contains(&first[1]));
@@ -336,9 +365,19 @@ async fn the_same_event_twice_reaches_the_socket_once_and_each_attempt_is_announ
     let data = payload("carol", "twice", "high", &["websocket", "email"], "b");
     xadd_request(&mut c, &id, "carol", &data);
     xadd_request(&mut c, &id, "carol", &data);
-    assert_eq!(ids(&notes(&mut ws, 1, Duration::from_secs(20)).await), [id.clone()]);
-    assert!(quiet(&mut ws, Duration::from_secs(2)).await.is_empty(), "once");
-    assert_eq!(listed_ids(app.port, "carol", ""), [id.clone()], "one row");
+    assert_eq!(
+        ids(&notes(&mut ws, 1, Duration::from_secs(20)).await),
+        vec![id.clone()]
+    );
+    assert!(
+        quiet(&mut ws, Duration::from_secs(2)).await.is_empty(),
+        "once"
+    );
+    assert_eq!(
+        listed_ids(app.port, "carol", ""),
+        vec![id.clone()],
+        "one row"
+    );
 
     eventually(Duration::from_secs(10), "both channels announced", || {
         delivered(&mut c, &id).len() == 2
@@ -377,7 +416,10 @@ impl TwoProcesses {
         let redis = redis();
         let dir = tempfile::tempdir().unwrap();
         let db_url = format!("sqlite://{}/shared.db?mode=rwc", dir.path().display());
-        let mut all = vec![("STRATEGIST_AUTH_SECRET", SECRET), ("DATABASE_URL", &db_url)];
+        let mut all = vec![
+            ("STRATEGIST_AUTH_SECRET", SECRET),
+            ("DATABASE_URL", &db_url),
+        ];
         all.extend_from_slice(env);
         let api = App::serve_args(&redis.url(), &["--pools", "none"], &all);
         TwoProcesses {
@@ -413,7 +455,10 @@ async fn a_socket_held_by_one_process_gets_what_another_process_delivered() {
     replay(&mut ws).await;
 
     let id = request(&mut c, "dave", "across processes", "normal");
-    assert_eq!(ids(&notes(&mut ws, 1, Duration::from_secs(20)).await), [id.clone()]);
+    assert_eq!(
+        ids(&notes(&mut ws, 1, Duration::from_secs(20)).await),
+        vec![id.clone()]
+    );
     eventually(Duration::from_secs(10), "announced", || {
         delivered(&mut c, &id).len() == 1
     });
@@ -492,12 +537,16 @@ async fn a_client_that_never_reads_is_closed_and_memory_stays_bounded() {
             &payload("gina", &format!("big {i}"), "normal", &["websocket"], &body),
         );
     }
-    let line = two
-        .api
-        .proc
-        .wait_for_line("closing a notification socket: too slow", Duration::from_secs(120));
+    let line = two.api.proc.wait_for_line(
+        "closing a notification socket: too slow",
+        Duration::from_secs(120),
+    );
     assert!(line.contains("reconnect with after="), "{line}");
-    assert_eq!(reader.await.unwrap(), N, "the client that reads gets all of them");
+    assert_eq!(
+        reader.await.unwrap(),
+        N,
+        "the client that reads gets all of them"
+    );
     let after = rss(two.api.proc.pid());
     let grown = after.saturating_sub(before);
     eprintln!("api process RSS: {before} -> {after} bytes (+{grown}) for {N} x 64 KiB");
@@ -570,7 +619,9 @@ async fn a_transient_channel_is_tried_again_alone_and_settled_ones_never_repeat(
         Keys::new(""),
         Arc::new(strategist::events::catalog()),
     );
-    let email = scripted("email", 1, || ChannelError::Transient("smtp: 451 try later".into()));
+    let email = scripted("email", 1, || {
+        ChannelError::Transient("smtp: 451 try later".into())
+    });
     let websocket = scripted("websocket", 0, || unreachable!());
     let push = scripted("push", 9, || ChannelError::Permanent("push: 400".into()));
     let mut channels = ChannelRegistry::default();
@@ -590,8 +641,14 @@ async fn a_transient_channel_is_tried_again_alone_and_settled_ones_never_repeat(
     let env = Envelope::new(
         NotificationSendRequested::TYPE,
         1,
-        serde_json::from_str(&payload("hana", "t", "normal", &["websocket", "email", "push"], "b"))
-            .unwrap(),
+        serde_json::from_str(&payload(
+            "hana",
+            "t",
+            "normal",
+            &["websocket", "email", "push"],
+            "b",
+        ))
+        .unwrap(),
     )
     .with_user("hana");
     let id = env.id.to_string();
@@ -601,9 +658,7 @@ async fn a_transient_channel_is_tried_again_alone_and_settled_ones_never_repeat(
         stream: "notification.events".into(),
         attempt,
     };
-    let calls = || {
-        [&websocket, &email, &push].map(|c| c.calls.load(Ordering::SeqCst))
-    };
+    let calls = || [&websocket, &email, &push].map(|c| c.calls.load(Ordering::SeqCst));
 
     let first = notifier.handle_batch(vec![delivery(1)]).await;
     assert!(matches!(&first[0], Err(e) if e.is_retryable()), "{first:?}");
@@ -634,7 +689,11 @@ async fn a_transient_channel_is_tried_again_alone_and_settled_ones_never_repeat(
     assert_eq!(rows, want);
     let mut c = conn(&r);
     let announced = delivered(&mut c, &id);
-    assert_eq!(announced.len(), 4, "one per attempt, re-publishing dropped: {announced:?}");
+    assert_eq!(
+        announced.len(),
+        4,
+        "one per attempt, re-publishing dropped: {announced:?}"
+    );
     let email_ok = announced
         .iter()
         .filter(|d| d["channel"] == "email" && d["success"] == true)
@@ -663,7 +722,10 @@ async fn the_store_keeps_one_row_per_notification_and_marks_only_the_owners() {
             read_at: None,
         };
         let (a, b) = (new_id(), new_id());
-        assert_eq!(store.save_notifications(&[row(&a, "ivy")]).await.unwrap(), 1);
+        assert_eq!(
+            store.save_notifications(&[row(&a, "ivy")]).await.unwrap(),
+            1
+        );
         assert_eq!(
             store
                 .save_notifications(&[row(&a, "ivy"), row(&b, "ivy")])
@@ -687,8 +749,18 @@ async fn the_store_keeps_one_row_per_notification_and_marks_only_the_owners() {
         assert_eq!(all[0].read_at.as_deref(), Some(at));
         assert_eq!(all[0].delivered_at.as_deref(), Some(at));
         let unread = store.notifications(&q(None, true)).await.unwrap();
-        assert_eq!(unread.iter().map(|m| m.id.clone()).collect::<Vec<_>>(), [b.clone()]);
-        assert_eq!(store.notifications(&q(Some(a.clone()), false)).await.unwrap().len(), 1);
+        assert_eq!(
+            unread.iter().map(|m| m.id.clone()).collect::<Vec<_>>(),
+            vec![b.clone()]
+        );
+        assert_eq!(
+            store
+                .notifications(&q(Some(a.clone()), false))
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
         let jack = NotificationQuery {
             user_id: "jack".into(),
             ..q(None, false)

@@ -27,8 +27,8 @@ use std::time::{Duration, Instant};
 
 use strategist_actors::{Delivery, Envelope, EventType, Handler, HandlerError, Pool, Publisher};
 
-use super::channel::{ChannelError, Outgoing};
 use super::ChannelRegistry;
+use super::channel::{ChannelError, Outgoing};
 use crate::database::{self, Db};
 use crate::events::derived_id;
 use crate::events::notification::{
@@ -146,11 +146,12 @@ impl Notifier {
                 }
             }
         }
-        let fail_all = |results: &mut Vec<Result<(), HandlerError>>, items: &[Item], e: HandlerError| {
-            for it in items {
-                results[it.idx] = Err(e.clone());
-            }
-        };
+        let fail_all =
+            |results: &mut Vec<Result<(), HandlerError>>, items: &[Item], e: HandlerError| {
+                for it in items {
+                    results[it.idx] = Err(e.clone());
+                }
+            };
         let store = match self.db.get() {
             Ok(s) => s,
             Err(e) => {
@@ -172,8 +173,7 @@ impl Notifier {
             }
         };
         let mut past = Past::new();
-        let mut earlier_by_id: HashMap<String, Vec<notification_delivery::Model>> =
-            HashMap::new();
+        let mut earlier_by_id: HashMap<String, Vec<notification_delivery::Model>> = HashMap::new();
         for d in earlier {
             let settled = d.outcome != TRANSIENT;
             let e = past
@@ -189,7 +189,12 @@ impl Notifier {
         items.sort_by_key(|it| (rank(it.data.priority), it.idx));
         for it in &items {
             results[it.idx] = self
-                .deliver(store, it, &mut past, earlier_by_id.get(&it.env.id.to_string()))
+                .deliver(
+                    store,
+                    it,
+                    &mut past,
+                    earlier_by_id.get(&it.env.id.to_string()),
+                )
                 .await;
         }
         results
@@ -220,7 +225,8 @@ impl Notifier {
             }
         }
         let attempts = futures_util::future::join_all(
-            owed.iter().map(|(ch, attempt)| self.attempt(ch, *attempt, &out)),
+            owed.iter()
+                .map(|(ch, attempt)| self.attempt(ch, *attempt, &out)),
         )
         .await;
         // A redelivery may follow a crash between recording an attempt and
@@ -277,14 +283,15 @@ impl Notifier {
     ) -> notification_delivery::Model {
         let started = Instant::now();
         let result = match self.channels.get(channel) {
-            Some(c) => match tokio::time::timeout(self.options.channel_timeout, c.send(out)).await
-            {
-                Ok(r) => r,
-                Err(_) => Err(ChannelError::Transient(format!(
-                    "no answer within {} ms",
-                    self.options.channel_timeout.as_millis()
-                ))),
-            },
+            Some(c) => {
+                match tokio::time::timeout(self.options.channel_timeout, c.send(out)).await {
+                    Ok(r) => r,
+                    Err(_) => Err(ChannelError::Transient(format!(
+                        "no answer within {} ms",
+                        self.options.channel_timeout.as_millis()
+                    ))),
+                }
+            }
             None => Err(ChannelError::Permanent(format!("no channel {channel:?}"))),
         };
         let (outcome, error) = match result {

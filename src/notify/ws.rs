@@ -208,7 +208,10 @@ impl Connection {
             End::Gone => {}
             End::Close(code, reason) => {
                 if code == CloseCode::Again || code == CloseCode::Policy {
-                    tracing::info!(code = u16::from(code), "closing a notification socket: {reason}");
+                    tracing::info!(
+                        code = u16::from(code),
+                        "closing a notification socket: {reason}"
+                    );
                 }
                 close(session, code, &reason).await;
             }
@@ -273,7 +276,11 @@ impl Connection {
         let Ok(store) = self.db.get() else { return };
         let now = now_rfc3339();
         let r = match &frame {
-            ClientFrame::Ack { id } => store.mark_notification_delivered(&self.user, id, &now).await,
+            ClientFrame::Ack { id } => {
+                store
+                    .mark_notification_delivered(&self.user, id, &now)
+                    .await
+            }
             ClientFrame::Read { id } => store.mark_notification_read(&self.user, id, &now).await,
         };
         if let Err(e) = r {
@@ -345,7 +352,11 @@ mod tests {
     #[test]
     fn recent_ids_forget_the_oldest() {
         let mut r = RecentIds::new(2);
-        let (a, b, c) = (ulid::Ulid::generate(), ulid::Ulid::generate(), ulid::Ulid::generate());
+        let (a, b, c) = (
+            ulid::Ulid::generate(),
+            ulid::Ulid::generate(),
+            ulid::Ulid::generate(),
+        );
         assert!(r.insert(a));
         assert!(!r.insert(a));
         assert!(r.insert(b));

@@ -59,10 +59,7 @@ impl Store {
     }
 
     /// One notification by id (whoever it belongs to: the caller checks).
-    pub async fn notification(
-        &self,
-        id: &str,
-    ) -> Result<Option<notification::Model>, StoreError> {
+    pub async fn notification(&self, id: &str) -> Result<Option<notification::Model>, StoreError> {
         Ok(notification::Entity::find_by_id(id.to_owned())
             .one(&self.db)
             .await?)
