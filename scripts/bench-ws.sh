@@ -18,9 +18,12 @@ m=${2:-2000}
 rate=${3:-200}
 here=$(cd "$(dirname "$0")/.." && pwd)
 target=${CARGO_TARGET_DIR:-$here/target}
-(cd "$here" && cargo build --release --quiet --bin strategist --example bench_ws)
-bin=$target/release/strategist
-client=$target/release/examples/bench_ws
+# PROFILE=debug measures a debug build (quicker to build, slower to run).
+profile=${PROFILE:-release}
+flag=--release; [ "$profile" = debug ] && flag=
+(cd "$here" && cargo build $flag --quiet --bin strategist --example bench_ws)
+bin=$target/$profile/strategist
+client=$target/$profile/examples/bench_ws
 ulimit -n "$(ulimit -Hn)"
 [ "$(ulimit -n)" -gt $((n + 1000)) ] || { echo "open-file limit $(ulimit -n) is too low for $n sockets" >&2; exit 1; }
 tmp=$(mktemp -d)
