@@ -58,6 +58,8 @@ pub struct Settings {
     pub files: FilesSettings,
     /// Who is told about critical errors, and how often.
     pub alerts: AlertSettings,
+    /// Notifications to people: the notifier and the WebSocket.
+    pub notifications: NotificationSettings,
     /// The `system.service.health` reports.
     pub health: HealthSettings,
     pub thresholds: ThresholdSettings,
@@ -78,17 +80,6 @@ pub struct Settings {
     pub streams: BTreeMap<String, StreamSettings>,
     /// Raw pool tables; see [`Settings::pool`].
     pools: BTreeMap<String, Table>,
-    /// How notifications reach people.
-    pub notifications: NotificationSettings,
-}
-
-/// `[notifications]`
-#[derive(Debug, Clone, Deserialize)]
-pub struct NotificationSettings {
-    /// The email channel.
-    pub email: crate::notify::email::EmailSettings,
-    /// The Web Push channel.
-    pub push: crate::notify::push::PushSettings,
 }
 
 /// `[redis]`
@@ -187,6 +178,37 @@ pub struct AlertSettings {
     pub admin_user_ids: Vec<String>,
     /// At most one notification per admin per this many ms (the rest summed up).
     pub interval_ms: u64,
+}
+
+/// `[notifications]`
+#[derive(Debug, Clone, Deserialize)]
+pub struct NotificationSettings {
+    /// Most notifications the notifier takes in one batch (ordered by priority).
+    pub batch_max: usize,
+    /// How long a batch waits to fill once it has one notification.
+    pub batch_linger_ms: u64,
+    /// Longest single attempt on one channel (then it counts as transient).
+    pub channel_timeout_ms: u64,
+    /// The WebSocket (`GET /ws`).
+    pub ws: WsSettings,
+    /// The email channel.
+    pub email: crate::notify::email::EmailSettings,
+    /// The Web Push channel.
+    pub push: crate::notify::push::PushSettings,
+}
+
+/// `[notifications.ws]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WsSettings {
+    /// How often the server pings each socket.
+    pub ping_interval_ms: u64,
+    /// A socket that sends nothing (not even a pong) this long is closed.
+    pub client_timeout_ms: u64,
+    /// Frames queued for one socket; a client that lets more pile up is closed.
+    pub max_queued: usize,
+    /// Notifications read from the database per replay page.
+    pub replay_page: u64,
 }
 
 /// `[files]`

@@ -13,7 +13,8 @@
 //! - [`pools`]: which consumer group handles which types.
 //! - [`metrics`]: the design's metrics from the engine, Redis and `/proc`, as the
 //!   JSON of `/api/v1/metrics` and the Prometheus text of `/metrics`.
-//! - [`notify`]: the email and Web Push channels, their templates, the VAPID key.
+//! - [`notify`]: notifications to people: the notifier, its channels (WebSocket,
+//!   email, Web Push), the WebSocket.
 //! - [`archiver`]: the group that writes every event into the event store.
 //! - [`projections`]: projection groups (user preferences).
 //! - [`scaler`]: moves each pool's worker count by its metric (the design's

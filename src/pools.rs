@@ -3,8 +3,9 @@
 //! The pools and the types each one handles are fixed here; their sizes and retry
 //! settings come from `[pools.*]` in the configuration. `content-generator` runs the
 //! AI workers ([`crate::ai::workers`]); `file-processor`, `embedding-generator` and
-//! `search-indexer` the file pipeline ([`crate::files::workers`]); the handlers of
-//! the pools whose work lands in later issues (notifications, market, briefings)
+//! `search-indexer` the file pipeline ([`crate::files::workers`]); `notifier` the
+//! notifications ([`crate::notify::worker`]); the handlers of
+//! the pools whose work lands in later issues (market, briefings)
 //! still only record that the event reached them. Handlers log ids only: events about people carry
 //! personal data that never goes into logs.
 
@@ -98,6 +99,8 @@ pub struct Workers {
     pub files: Option<std::sync::Arc<crate::files::workers::FileWorkers>>,
     /// system-monitor.
     pub alerts: Option<std::sync::Arc<crate::alerts::Alerts>>,
+    /// notifier.
+    pub notifier: Option<std::sync::Arc<crate::notify::worker::Notifier>>,
 }
 
 /// Builds every pool named in [`POOLS`] with its configured options and the
@@ -150,9 +153,10 @@ pub fn build(settings: &Settings, workers: &Workers) -> Result<Vec<Pool>, Config
                 on!(p, "market-monitor", market::MarketDataCollectionStarted);
                 on!(p, "market-monitor", market::MarketDataCollected);
             }
-            "notifier" => {
-                on!(p, "notifier", notification::NotificationSendRequested);
-            }
+            "notifier" => match &workers.notifier {
+                Some(n) => n.register(&mut p),
+                None => absent::<notification::NotificationSendRequested>(&mut p),
+            },
             "briefing-generator" => {
                 on!(
                     p,

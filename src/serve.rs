@@ -166,6 +166,11 @@ pub async fn run(mut settings: Settings, opts: ServeOptions) -> anyhow::Result<(
             settings.alerts.admin_user_ids.clone(),
             Duration::from_millis(settings.alerts.interval_ms.max(1)),
         ))),
+        notifier: Some(Arc::new(
+            notifier(&settings, &db, &publisher, &shared)
+                .await
+                .map_err(anyhow::Error::msg)?,
+        )),
     };
     let mut all: Vec<Pool> = pools::build(&settings, &workers)?;
     all.push(archiver::pool(
@@ -195,6 +200,7 @@ pub async fn run(mut settings: Settings, opts: ServeOptions) -> anyhow::Result<(
     )
     .await
     .context("starting the reply listener")?;
+    let client_for_hub = client.clone();
     let mut builder = Engine::builder(client, shared.clone(), catalog)
         .config(config)
         .pools(chosen);
@@ -308,6 +314,11 @@ pub async fn run(mut settings: Settings, opts: ServeOptions) -> anyhow::Result<(
             settings: Arc::new(settings.clone()),
             metrics: engine.metrics(),
             scaling,
+            hub: crate::notify::hub::Hub::start(
+                client_for_hub,
+                &settings.redis.stream_prefix,
+                settings.notifications.ws.max_queued,
+            ),
         };
         let (addr, server) = http::start(&settings.http.addr, state)
             .with_context(|| format!("cannot listen on {}", settings.http.addr))?;
@@ -346,6 +357,33 @@ pub async fn run(mut settings: Settings, opts: ServeOptions) -> anyhow::Result<(
     // Last: the engine's connections close before a private Redis shuts down.
     drop(private_redis);
     Ok(())
+}
+
+/// The notifier with this process's channels.
+async fn notifier(
+    settings: &Settings,
+    db: &Db,
+    publisher: &Publisher,
+    redis: &redis::aio::ConnectionManager,
+) -> Result<crate::notify::worker::Notifier, String> {
+    let n = &settings.notifications;
+    let channels = crate::notify::channels(crate::notify::ChannelDeps {
+        redis: redis.clone(),
+        key_prefix: settings.redis.stream_prefix.clone(),
+        settings,
+        db: db.clone(),
+    })
+    .await?;
+    Ok(crate::notify::worker::Notifier::new(
+        db.clone(),
+        publisher.clone(),
+        channels,
+        crate::notify::worker::NotifierOptions {
+            batch_max: n.batch_max.max(1),
+            batch_linger: Duration::from_millis(n.batch_linger_ms),
+            channel_timeout: Duration::from_millis(n.channel_timeout_ms.max(1)),
+        },
+    ))
 }
 
 /// `--dev` on a machine where nothing answers at the configured loopback Redis (and

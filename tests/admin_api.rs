@@ -828,6 +828,9 @@ fn the_openapi_document_has_every_contract_route_that_exists() {
         ("post", "/api/v1/files"),
         ("get", "/api/v1/files/{file_id}"),
         ("get", "/api/v1/search"),
+        ("get", "/api/v1/notifications"),
+        ("post", "/api/v1/notifications/{id}/read"),
+        ("get", "/ws"),
     ];
     let mut missing = Vec::new();
     for (method, path) in expected {

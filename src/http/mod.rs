@@ -18,6 +18,7 @@ mod files;
 mod health;
 mod limits;
 mod metrics;
+mod notifications;
 mod openapi;
 mod page;
 mod preferences;
@@ -75,6 +76,8 @@ pub struct AppState {
     pub metrics: EngineMetrics,
     /// What the scaler did to this process's pools.
     pub scaling: crate::scaler::ScalingBoard,
+    /// This process's notification sockets (`GET /ws`).
+    pub hub: Arc<crate::notify::hub::Hub>,
 }
 
 /// The API's routes, for the server and for the OpenAPI document.
@@ -105,6 +108,7 @@ fn app(
         .service(metrics::prometheus_text)
         .service(page::index)
         .service(page::asset)
+        .service(crate::notify::ws::connect)
         .service(
             utoipa_actix_web::scope("/api/v1")
                 .configure(content::routes)
@@ -116,7 +120,8 @@ fn app(
                 .configure(metrics::routes)
                 .configure(dlq::routes)
                 .configure(push::routes)
-                .configure(sagas::routes),
+                .configure(sagas::routes)
+                .configure(notifications::routes),
         )
         .split_for_parts();
     app.wrap(actix_web::middleware::from_fn(refuse_nul))

@@ -18,6 +18,7 @@ impl MigratorTrait for Migrator {
             Box::new(M0005Ai),
             Box::new(M0006DeadLetters),
             Box::new(M0007Files),
+            Box::new(M0008Notifications),
             Box::new(m0009_contacts_push::M0009ContactsPush),
         ]
     }
@@ -888,6 +889,102 @@ impl MigrationTrait for M0007Files {
                 .table(IndexEntries::Table)
                 .if_not_exists()
                 .col(IndexEntries::ContentHash)
+                .to_owned(),
+        )
+        .await
+    }
+}
+
+/// Notifications to people, one per `notification.send.requested` event (keyed by
+/// its id, so a redelivery stores nothing new), and one row per delivery attempt
+/// per channel (unique per notification, channel and attempt).
+/// `idx_notifications_user` serves a user's notifications in id order.
+struct M0008Notifications;
+
+impl MigrationName for M0008Notifications {
+    fn name(&self) -> &str {
+        "m0008_notifications"
+    }
+}
+
+#[derive(DeriveIden)]
+enum Notifications {
+    Table,
+    Id,
+    UserId,
+    NotificationType,
+    Title,
+    Body,
+    ActionUrl,
+    Priority,
+    CreatedAt,
+    DeliveredAt,
+    ReadAt,
+}
+
+#[derive(DeriveIden)]
+enum NotificationDeliveries {
+    Table,
+    NotificationId,
+    Channel,
+    Attempt,
+    Success,
+    Outcome,
+    Error,
+    DeliveryTimeMs,
+    At,
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for M0008Notifications {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        use NotificationDeliveries as D;
+        use Notifications as N;
+        m.create_table(
+            Table::create()
+                .table(N::Table)
+                .if_not_exists()
+                .col(ColumnDef::new(N::Id).string().not_null().primary_key())
+                .col(ColumnDef::new(N::UserId).string().not_null())
+                .col(ColumnDef::new(N::NotificationType).string().not_null())
+                .col(ColumnDef::new(N::Title).text().not_null())
+                .col(ColumnDef::new(N::Body).text().not_null())
+                .col(ColumnDef::new(N::ActionUrl).text().null())
+                .col(ColumnDef::new(N::Priority).string().not_null())
+                .col(ColumnDef::new(N::CreatedAt).string().not_null())
+                .col(ColumnDef::new(N::DeliveredAt).string().null())
+                .col(ColumnDef::new(N::ReadAt).string().null())
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(
+            Index::create()
+                .name("idx_notifications_user")
+                .table(N::Table)
+                .if_not_exists()
+                .col(N::UserId)
+                .col(N::Id)
+                .to_owned(),
+        )
+        .await?;
+        m.create_table(
+            Table::create()
+                .table(D::Table)
+                .if_not_exists()
+                .col(ColumnDef::new(D::NotificationId).string().not_null())
+                .col(ColumnDef::new(D::Channel).string().not_null())
+                .col(ColumnDef::new(D::Attempt).integer().not_null())
+                .col(ColumnDef::new(D::Success).boolean().not_null())
+                .col(ColumnDef::new(D::Outcome).string().not_null())
+                .col(ColumnDef::new(D::Error).text().null())
+                .col(ColumnDef::new(D::DeliveryTimeMs).double().not_null())
+                .col(ColumnDef::new(D::At).string().not_null())
+                .primary_key(
+                    Index::create()
+                        .col(D::NotificationId)
+                        .col(D::Channel)
+                        .col(D::Attempt),
+                )
                 .to_owned(),
         )
         .await

@@ -20,6 +20,7 @@ pub mod entities;
 pub mod event_store;
 pub mod files;
 pub mod migration;
+pub mod notifications;
 pub mod preferences;
 pub mod sagas;
 

@@ -9,6 +9,8 @@ pub mod event;
 pub mod file;
 pub mod file_text;
 pub mod index_entry;
+pub mod notification;
+pub mod notification_delivery;
 pub mod preference_history;
 pub mod projection_applied;
 pub mod projection_offset;
