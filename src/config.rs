@@ -79,6 +79,12 @@ pub struct Settings {
     pools: BTreeMap<String, Table>,
     /// How notifications reach people.
     pub notifications: NotificationSettings,
+    /// The scheduler of timed work.
+    pub scheduler: crate::scheduler::SchedulerSettings,
+    /// Briefing schedules.
+    pub briefings: crate::briefings::BriefingSettings,
+    /// Retention of database rows (the `cleanupExpiredData` job).
+    pub maintenance: crate::maintenance::MaintenanceSettings,
 }
 
 /// `[notifications]`

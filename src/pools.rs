@@ -98,6 +98,8 @@ pub struct Workers {
     pub files: Option<std::sync::Arc<crate::files::workers::FileWorkers>>,
     /// system-monitor.
     pub alerts: Option<std::sync::Arc<crate::alerts::Alerts>>,
+    /// briefing-generator.
+    pub briefings: Option<std::sync::Arc<crate::briefings::generator::BriefingGenerator>>,
 }
 
 /// Builds every pool named in [`POOLS`] with its configured options and the
@@ -153,13 +155,10 @@ pub fn build(settings: &Settings, workers: &Workers) -> Result<Vec<Pool>, Config
             "notifier" => {
                 on!(p, "notifier", notification::NotificationSendRequested);
             }
-            "briefing-generator" => {
-                on!(
-                    p,
-                    "briefing-generator",
-                    notification::BriefingGenerationScheduled
-                );
-            }
+            "briefing-generator" => match &workers.briefings {
+                Some(b) => b.register(&mut p),
+                None => absent::<notification::BriefingGenerationScheduled>(&mut p),
+            },
             "system-monitor" => match &workers.alerts {
                 Some(a) => a.register(&mut p),
                 None => {

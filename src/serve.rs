@@ -7,7 +7,8 @@
 //! finish and be acked within the grace period, stop HTTP, exit 0.
 //!
 //! Roles: `--pools a,b` runs only those consumer groups (`--pools none`: an API-only
-//! process), `--no-http` runs no HTTP server (a worker-only process). Any mix of
+//! process), `--no-http` runs no HTTP server (a worker-only process), `--no-scheduler`
+//! runs no scheduler (see [`crate::scheduler`]). Any mix of
 //! processes shares the same groups through Redis.
 
 use std::sync::Arc;
@@ -45,6 +46,8 @@ pub struct ServeOptions {
     pub pools: Option<Vec<String>>,
     /// No HTTP server.
     pub no_http: bool,
+    /// No scheduler in this process.
+    pub no_scheduler: bool,
 }
 
 /// Every consumer group `serve` can run, for `--pools`.
@@ -166,6 +169,14 @@ pub async fn run(mut settings: Settings, opts: ServeOptions) -> anyhow::Result<(
             settings.alerts.admin_user_ids.clone(),
             Duration::from_millis(settings.alerts.interval_ms.max(1)),
         ))),
+        briefings: Some(Arc::new(
+            crate::briefings::generator::BriefingGenerator::new(
+                db.clone(),
+                publisher.clone(),
+                providers.clone(),
+                Arc::new(crate::briefings::market::NoMarketData),
+            ),
+        )),
     };
     let mut all: Vec<Pool> = pools::build(&settings, &workers)?;
     all.push(archiver::pool(
@@ -260,6 +271,20 @@ pub async fn run(mut settings: Settings, opts: ServeOptions) -> anyhow::Result<(
     let otlp_metrics = crate::metrics::otlp::start(engine.metrics(), shared.clone(), keys.clone());
     // Every process mirrors the dead letters into the database (idempotent upserts).
     dead_letter_mirror::spawn(db.clone(), dead_letters.clone());
+    if settings.scheduler.enabled && !opts.no_scheduler {
+        let scheduler = crate::scheduler::Scheduler::new(
+            db.clone(),
+            &settings.scheduler,
+            scheduled_jobs(&settings, &db, &publisher),
+            format!(
+                "strategist@{}-{}",
+                strategist_actors::engine::hostname(),
+                std::process::id()
+            ),
+        )?;
+        tracing::info!(jobs = ?scheduler.job_names(), "scheduler started");
+        scheduler.spawn();
+    }
 
     check_cors(&settings.http.cors_origins)?;
     let server = if opts.no_http {
@@ -334,6 +359,26 @@ pub async fn run(mut settings: Settings, opts: ServeOptions) -> anyhow::Result<(
     // Last: the engine's connections close before a private Redis shuts down.
     drop(private_redis);
     Ok(())
+}
+
+/// Every job of the scheduler. Jobs only publish or touch the database, so any
+/// process may schedule, whatever its `--pools`.
+fn scheduled_jobs(
+    settings: &Settings,
+    db: &Db,
+    publisher: &Publisher,
+) -> Vec<Arc<dyn crate::scheduler::Job>> {
+    vec![
+        Arc::new(crate::briefings::BriefingsJob::new(
+            db.clone(),
+            publisher.clone(),
+            settings.briefings.clone(),
+        )),
+        Arc::new(crate::maintenance::Cleanup::new(
+            db.clone(),
+            settings.maintenance.clone(),
+        )),
+    ]
 }
 
 /// `--dev` on a machine where nothing answers at the configured loopback Redis (and

@@ -9,6 +9,7 @@
 
 mod auth;
 mod body;
+mod briefings;
 mod content;
 mod dlq;
 mod error;
@@ -108,7 +109,8 @@ fn app(
                 .configure(streams::routes)
                 .configure(metrics::routes)
                 .configure(dlq::routes)
-                .configure(push::routes),
+                .configure(push::routes)
+                .configure(briefings::routes),
         )
         .split_for_parts();
     app.wrap(actix_web::middleware::from_fn(refuse_nul))

@@ -1,6 +1,8 @@
 //! sea-orm entities, one file per table.
 
 pub mod ai_request;
+pub mod briefing;
+pub mod briefing_schedule;
 pub mod content_draft;
 pub mod dead_letter;
 pub mod dead_letter_checkpoint;
@@ -14,6 +16,7 @@ pub mod projection_applied;
 pub mod projection_offset;
 pub mod push_subscription;
 pub mod saga;
+pub mod scheduled_run;
 pub mod user_contact;
 pub mod user_preferences;
 pub mod vapid_key;
