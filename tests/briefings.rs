@@ -265,9 +265,17 @@ fn slots_run(logs: &str, job: &str) -> Vec<String> {
 }
 
 #[test]
-fn two_processes_on_one_database_never_run_the_same_slot_twice() {
+fn two_processes_on_one_sqlite_database_never_run_the_same_slot_twice() {
+    two_processes(TestDb::sqlite());
+}
+
+#[test]
+fn two_processes_on_one_postgres_database_never_run_the_same_slot_twice() {
+    two_processes(TestDb::postgres());
+}
+
+fn two_processes(db: TestDb) {
     let redis = redis();
-    let db = TestDb::sqlite();
     let a = serve(&redis, &db.url);
     let b = serve(&redis, &db.url);
     let mut c = conn(&redis);
