@@ -41,6 +41,9 @@ pub struct MaintenanceSettings {
     pub dead_letters_days: u64,
     /// Days a finished scheduler run record is kept (0: forever).
     pub scheduled_runs_days: u64,
+    /// Days after which a cached embedding no file text or index entry refers to is
+    /// dropped by `optimizeEmbeddingCache` (0: only unused models are dropped).
+    pub embeddings_unused_days: u64,
 }
 
 /// One table's rule: which rows are past retention.

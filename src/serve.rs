@@ -275,7 +275,7 @@ pub async fn run(mut settings: Settings, opts: ServeOptions) -> anyhow::Result<(
         let scheduler = crate::scheduler::Scheduler::new(
             db.clone(),
             &settings.scheduler,
-            scheduled_jobs(&settings, &db, &publisher),
+            scheduled_jobs(&settings, &db, &publisher, &embedders),
             format!(
                 "strategist@{}-{}",
                 strategist_actors::engine::hostname(),
@@ -367,6 +367,7 @@ fn scheduled_jobs(
     settings: &Settings,
     db: &Db,
     publisher: &Publisher,
+    embedders: &Arc<Embedders>,
 ) -> Vec<Arc<dyn crate::scheduler::Job>> {
     vec![
         Arc::new(crate::briefings::BriefingsJob::new(
@@ -376,6 +377,11 @@ fn scheduled_jobs(
         )),
         Arc::new(crate::maintenance::Cleanup::new(
             db.clone(),
+            settings.maintenance.clone(),
+        )),
+        Arc::new(crate::embeddings::cache_job::OptimizeEmbeddingCache::new(
+            db.clone(),
+            embedders.clone(),
             settings.maintenance.clone(),
         )),
     ]

@@ -828,6 +828,9 @@ fn the_openapi_document_has_every_contract_route_that_exists() {
         ("post", "/api/v1/files"),
         ("get", "/api/v1/files/{file_id}"),
         ("get", "/api/v1/search"),
+        ("get", "/api/v1/briefings"),
+        ("get", "/api/v1/briefings/{id}"),
+        ("put", "/api/v1/briefings/schedule"),
     ];
     let mut missing = Vec::new();
     for (method, path) in expected {

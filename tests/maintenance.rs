@@ -9,9 +9,13 @@ mod common;
 use common::TestDb;
 use sea_orm::{EntityTrait, PaginatorTrait, Set};
 use strategist::database::Db;
+use strategist::embeddings::Embedders;
+use strategist::embeddings::cache_job::OptimizeEmbeddingCache;
 use strategist::maintenance::{Cleanup, MaintenanceSettings};
 use strategist::store::Store;
-use strategist::store::entities::{dead_letter, event, saga};
+use strategist::store::entities::{
+    dead_letter, embedding_chunk, event, file_text, index_entry, saga,
+};
 
 const DAY: i64 = 86_400_000;
 
@@ -114,6 +118,7 @@ async fn cleanup_deletes_in_batches_what_is_past_retention_and_nothing_else() {
         drafts_days: 0,
         dead_letters_days: 30,
         scheduled_runs_days: 90,
+        embeddings_unused_days: 30,
     };
     let job = Cleanup::new(Db::ready(store.clone()), settings);
     let out = job.clean(now).await.unwrap();
@@ -151,4 +156,103 @@ async fn cleanup_deletes_in_batches_what_is_past_retention_and_nothing_else() {
     let out = job.clean(now).await.unwrap();
     assert_eq!(out.counts.get("events_deleted"), Some(&0));
     assert_eq!(out.counts.get("batches"), None);
+}
+
+fn chunk(hash: &str, model: &str, created_at_ms: i64) -> embedding_chunk::ActiveModel {
+    embedding_chunk::ActiveModel {
+        content_hash: Set(hash.into()),
+        model: Set(model.into()),
+        chunk_index: Set(0),
+        start_char: Set(0),
+        end_char: Set(10),
+        text: Set("0123456789".into()),
+        vector: Set(vec![0u8; 100]),
+        dimensions: Set(25),
+        created_at_ms: Set(created_at_ms),
+    }
+}
+
+#[tokio::test]
+async fn the_embedding_cache_drops_unused_models_and_unread_texts_but_never_an_indexed_vector() {
+    let tdb = TestDb::sqlite();
+    let store = Store::connect(&tdb.url).await.unwrap();
+    store.migrate().await.unwrap();
+    let now = chrono::Utc::now();
+    let now_ms = now.timestamp_millis();
+    let current = "hashed-ngrams-v1";
+    embedding_chunk::Entity::insert_many([
+        chunk("gone-model", "retired-model", now_ms),
+        chunk("indexed-old-model", "retired-model", now_ms - 90 * DAY),
+        chunk("read-text", current, now_ms - 90 * DAY),
+        chunk("unread-text", current, now_ms - 90 * DAY),
+        chunk("fresh-text", current, now_ms - DAY),
+    ])
+    .exec(&store.db)
+    .await
+    .unwrap();
+    file_text::Entity::insert(file_text::ActiveModel {
+        file_id: Set("f1".into()),
+        content_hash: Set("read-text".into()),
+        text: Set("t".into()),
+        length: Set(1),
+        kind: Set("text".into()),
+        truncated: Set(false),
+        extracted_at_ms: Set(now_ms),
+    })
+    .exec(&store.db)
+    .await
+    .unwrap();
+    index_entry::Entity::insert(index_entry::ActiveModel {
+        file_id: Set("f2".into()),
+        chunk_index: Set(0),
+        user_id: Set("u".into()),
+        contextual_core_id: Set("c".into()),
+        content_hash: Set("indexed-old-model".into()),
+        model: Set("retired-model".into()),
+        indexed_at_ms: Set(now_ms),
+    })
+    .exec(&store.db)
+    .await
+    .unwrap();
+
+    let settings = strategist::config::Settings::load(None, Vec::new()).unwrap();
+    let embedders = std::sync::Arc::new(Embedders::from_settings(&settings.embeddings).unwrap());
+    let job = OptimizeEmbeddingCache::new(
+        Db::ready(store.clone()),
+        embedders,
+        settings.maintenance.clone(),
+    );
+    let out = job.optimize(now).await.unwrap();
+    // retired-model is still named by an index entry, so it counts as in use; the
+    // unread text of the current model goes.
+    assert_eq!(out.counts["chunks_deleted"], 1, "{out:?}");
+    assert_eq!(out.counts["bytes_freed"], 110, "{out:?}");
+    let mut left: Vec<String> = embedding_chunk::Entity::find()
+        .all(&store.db)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.content_hash)
+        .collect();
+    left.sort();
+    assert_eq!(
+        left,
+        ["fresh-text", "gone-model", "indexed-old-model", "read-text"]
+    );
+
+    // Once nothing indexes the retired model, all of its chunks go.
+    index_entry::Entity::delete_many()
+        .exec(&store.db)
+        .await
+        .unwrap();
+    let out = job.optimize(now).await.unwrap();
+    assert_eq!(out.counts["chunks_deleted"], 2, "{out:?}");
+    assert_eq!(out.counts["bytes_freed"], 220, "{out:?}");
+    assert_eq!(
+        embedding_chunk::Entity::find()
+            .count(&store.db)
+            .await
+            .unwrap(),
+        2
+    );
 }
