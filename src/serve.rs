@@ -275,7 +275,7 @@ pub async fn run(mut settings: Settings, opts: ServeOptions) -> anyhow::Result<(
         let scheduler = crate::scheduler::Scheduler::new(
             db.clone(),
             &settings.scheduler,
-            scheduled_jobs(&settings, &db, &publisher, &embedders),
+            scheduled_jobs(&settings, &db, &publisher, &embedders, &providers),
             format!(
                 "strategist@{}-{}",
                 strategist_actors::engine::hostname(),
@@ -368,6 +368,7 @@ fn scheduled_jobs(
     db: &Db,
     publisher: &Publisher,
     embedders: &Arc<Embedders>,
+    providers: &Arc<Providers>,
 ) -> Vec<Arc<dyn crate::scheduler::Job>> {
     vec![
         Arc::new(crate::briefings::BriefingsJob::new(
@@ -383,6 +384,11 @@ fn scheduled_jobs(
             db.clone(),
             embedders.clone(),
             settings.maintenance.clone(),
+        )),
+        Arc::new(crate::ai::benchmarks::UpdateModelBenchmarks::new(
+            db.clone(),
+            providers.clone(),
+            embedders.clone(),
         )),
     ]
 }

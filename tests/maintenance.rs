@@ -256,3 +256,49 @@ async fn the_embedding_cache_drops_unused_models_and_unread_texts_but_never_an_i
         2
     );
 }
+
+#[tokio::test]
+async fn model_benchmarks_store_one_row_per_provider_with_retrieval_quality() {
+    use strategist::ai::benchmarks::UpdateModelBenchmarks;
+    use strategist::store::entities::model_benchmark;
+    let tdb = TestDb::sqlite();
+    let store = Store::connect(&tdb.url).await.unwrap();
+    store.migrate().await.unwrap();
+    let settings = strategist::config::Settings::load(None, Vec::new()).unwrap();
+    let providers =
+        std::sync::Arc::new(strategist::ai::Providers::from_settings(&settings.ai).unwrap());
+    let embedders = std::sync::Arc::new(Embedders::from_settings(&settings.embeddings).unwrap());
+    let job = UpdateModelBenchmarks::new(Db::ready(store.clone()), providers, embedders);
+    let out = job.measure().await.unwrap();
+    let rows = model_benchmark::Entity::find()
+        .all(&store.db)
+        .await
+        .unwrap();
+    assert_eq!(rows.len() as u64, out.counts["measured"]);
+    // Providers without credentials are stored with their error, not skipped.
+    let errors = rows.iter().filter(|r| r.error.is_some()).count() as u64;
+    assert_eq!(errors, out.counts["failed"], "{rows:?}");
+    assert!(
+        rows.iter()
+            .filter(|r| r.provider == "offline")
+            .all(|r| r.error.is_none()),
+        "{rows:?}"
+    );
+    let generation = rows
+        .iter()
+        .find(|r| r.provider == "offline" && r.kind == "generation")
+        .unwrap();
+    assert!(generation.tokens_per_second > 0.0, "{generation:?}");
+    assert_eq!(generation.cost_usd, 0.0);
+    let embedding = rows
+        .iter()
+        .find(|r| r.kind == "embedding" && r.provider == "offline")
+        .unwrap();
+    let recall = embedding.retrieval_recall.unwrap();
+    println!("offline embedder recall@1 on the bundled set: {recall:.2}");
+    assert!((0.0..=1.0).contains(&recall));
+    assert!(
+        recall >= 0.5,
+        "hashed n-grams should find most passages: {recall}"
+    );
+}

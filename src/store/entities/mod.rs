@@ -11,6 +11,7 @@ pub mod event;
 pub mod file;
 pub mod file_text;
 pub mod index_entry;
+pub mod model_benchmark;
 pub mod preference_history;
 pub mod projection_applied;
 pub mod projection_offset;

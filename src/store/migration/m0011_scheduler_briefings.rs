@@ -1,7 +1,7 @@
 //! `m0011_scheduler_briefings`: the scheduler's run records (one row per job and
 //! slot, whose primary key is the claim: the process whose insert wins runs the
 //! slot), users' briefing schedules and the briefings written for them (one per user
-//! and period, by a unique key).
+//! and period, by a unique key), and the results of `updateModelBenchmarks`.
 
 use sea_orm_migration::prelude::*;
 
@@ -52,6 +52,21 @@ enum Briefings {
     ScheduledEventId,
     CreatedAtMs,
     NotifiedAtMs,
+}
+
+#[derive(DeriveIden)]
+enum ModelBenchmarks {
+    Table,
+    Id,
+    Kind,
+    Provider,
+    Model,
+    LatencyMs,
+    TokensPerSecond,
+    CostUsd,
+    RetrievalRecall,
+    Error,
+    MeasuredAtMs,
 }
 
 #[async_trait::async_trait]
@@ -189,6 +204,48 @@ impl MigrationTrait for M0011SchedulerBriefings {
                 .col(Briefings::PeriodStartMs)
                 .unique()
                 .if_not_exists()
+                .to_owned(),
+        )
+        .await?;
+        m.create_table(
+            Table::create()
+                .table(ModelBenchmarks::Table)
+                .if_not_exists()
+                .col(
+                    ColumnDef::new(ModelBenchmarks::Id)
+                        .string()
+                        .not_null()
+                        .primary_key(),
+                )
+                .col(ColumnDef::new(ModelBenchmarks::Kind).string().not_null())
+                .col(
+                    ColumnDef::new(ModelBenchmarks::Provider)
+                        .string()
+                        .not_null(),
+                )
+                .col(ColumnDef::new(ModelBenchmarks::Model).string().not_null())
+                .col(
+                    ColumnDef::new(ModelBenchmarks::LatencyMs)
+                        .double()
+                        .not_null(),
+                )
+                .col(
+                    ColumnDef::new(ModelBenchmarks::TokensPerSecond)
+                        .double()
+                        .not_null(),
+                )
+                .col(ColumnDef::new(ModelBenchmarks::CostUsd).double().not_null())
+                .col(
+                    ColumnDef::new(ModelBenchmarks::RetrievalRecall)
+                        .double()
+                        .null(),
+                )
+                .col(ColumnDef::new(ModelBenchmarks::Error).text().null())
+                .col(
+                    ColumnDef::new(ModelBenchmarks::MeasuredAtMs)
+                        .big_integer()
+                        .not_null(),
+                )
                 .to_owned(),
         )
         .await?;
