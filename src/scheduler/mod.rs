@@ -12,6 +12,9 @@
 //! comes back within the grace window. Only the latest missed slot runs, never a
 //! backlog.
 //!
+//! A process never overlaps two runs of the same job: while one is under way it
+//! claims no further slot of that job (another process may).
+//!
 //! A run is recorded before (`running`) and after (`ok` or `failed`, with its
 //! summary and counts). A process that dies mid-run leaves `running`: the slot is
 //! not run again (at most once), the next slot runs as usual.
@@ -22,6 +25,7 @@ pub mod runs;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -72,6 +76,9 @@ pub enum SchedulerError {
 struct Scheduled {
     job: Arc<dyn Job>,
     cron: croner::Cron,
+    /// A run of it is under way in this process: its next slot is left to another
+    /// process (or to this one once the run ends, if still due), never overlapped.
+    busy: Arc<AtomicBool>,
 }
 
 /// The scheduler of one process.
@@ -106,7 +113,11 @@ impl Scheduler {
             let cron = calendar::parse(&conf.cron)
                 .map_err(|e| SchedulerError::Cron(name.to_owned(), e))?;
             if conf.enabled {
-                scheduled.push(Scheduled { job, cron });
+                scheduled.push(Scheduled {
+                    job,
+                    cron,
+                    busy: Arc::new(AtomicBool::new(false)),
+                });
             }
         }
         Ok(Scheduler {
@@ -151,12 +162,16 @@ impl Scheduler {
                 };
                 let slot = calendar::utc(&slot);
                 let slot_ms = slot.timestamp_millis();
-                if tried.get(name) == Some(&slot_ms) || now - slot > me.grace {
+                if tried.get(name) == Some(&slot_ms)
+                    || now - slot > me.grace
+                    || s.busy.load(Ordering::Acquire)
+                {
                     continue;
                 }
                 match store.claim_run(name, slot_ms, &me.owner).await {
                     Ok(true) => {
                         tried.insert(name, slot_ms);
+                        s.busy.store(true, Ordering::Release);
                         let me = me.clone();
                         actix::spawn(async move { me.run_one(i, slot).await });
                     }
@@ -172,6 +187,8 @@ impl Scheduler {
 
     async fn run_one(&self, i: usize, slot: DateTime<Utc>) {
         let s = &self.jobs[i];
+        // Cleared however the run ends, a panic included.
+        let _busy = BusyGuard(s.busy.clone());
         let name = s.job.name();
         let started = std::time::Instant::now();
         let result = s.job.run(slot).await;
@@ -192,5 +209,13 @@ impl Scheduler {
         {
             tracing::warn!(job = name, error = %e, "cannot record the end of a run");
         }
+    }
+}
+
+struct BusyGuard(Arc<AtomicBool>);
+
+impl Drop for BusyGuard {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
     }
 }
