@@ -423,6 +423,20 @@ fn bench_briefing_from_schedule_to_notification() {
         .map(|(id, _)| id.split('-').next().unwrap().parse::<i64>().unwrap() - due)
         .collect();
     lat.sort();
+    let mut sched: Vec<i64> = of_type(
+        &mut c,
+        "notification.events",
+        "briefing.generation.scheduled",
+    )
+    .iter()
+    .map(|(id, _)| id.split('-').next().unwrap().parse::<i64>().unwrap() - due)
+    .collect();
+    sched.sort();
+    println!(
+        "briefings: due -> briefing.generation.scheduled published: p50 {} ms, max {} ms",
+        sched[sched.len() / 2],
+        sched[sched.len() - 1]
+    );
     let p = |q: f64| lat[((lat.len() as f64 - 1.0) * q).round() as usize];
     println!(
         "briefings: {n} due at once, schedule -> notification: p50 {} ms, p95 {} ms, max {} ms (SQLite, tick 100 ms, offline composer)",

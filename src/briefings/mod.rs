@@ -18,6 +18,7 @@ pub mod store;
 
 use chrono::{DateTime, Utc};
 use futures_util::future::BoxFuture;
+use futures_util::{StreamExt as _, stream};
 use serde::Deserialize;
 use strategist_actors::Publisher;
 
@@ -25,6 +26,9 @@ use crate::database::Db;
 use crate::events::notification::{BriefingGenerationScheduled, BriefingPeriod};
 use crate::scheduler::calendar::{self, CalendarError};
 use crate::scheduler::{Job, JobError, JobOutcome};
+
+/// Due schedules handled at once by one run of the job.
+const CONCURRENCY: usize = 16;
 
 /// `[briefings]`
 #[derive(Debug, Clone, Deserialize)]
@@ -104,43 +108,15 @@ impl BriefingsJob {
             .due_briefing_schedules(now.timestamp_millis(), self.settings.batch.max(1))
             .await
             .map_err(|e| JobError(e.to_string()))?;
+        // Several at a time: each is a few round trips to the database and Redis.
+        let labels: Vec<Result<&'static str, JobError>> = stream::iter(due)
+            .map(|s| self.one_due(store, s, now, grace))
+            .buffer_unordered(CONCURRENCY)
+            .collect()
+            .await;
         let mut outcome = JobOutcome::default();
-        let mut count = |k: &str| *outcome.counts.entry(k.to_owned()).or_insert(0) += 1;
-        for s in due {
-            let Some(period) = period_from(&s.period) else {
-                count("invalid");
-                continue;
-            };
-            let Some(run_at) = DateTime::from_timestamp_millis(s.next_run_ms) else {
-                count("invalid");
-                continue;
-            };
-            let next = match next_run(&self.settings, period, &s.time_zone, now) {
-                Ok(n) => n,
-                Err(e) => {
-                    tracing::warn!(error = %e, "a briefing schedule cannot be computed");
-                    count("invalid");
-                    continue;
-                }
-            };
-            if now - run_at <= grace {
-                match self.schedule_one(store, &s, period, run_at).await {
-                    Ok(true) => count("scheduled"),
-                    Ok(false) => count("already_claimed"),
-                    Err(e) => {
-                        // The schedule stays due: the next run tries again.
-                        tracing::warn!(error = %e, "cannot schedule a briefing");
-                        count("failed");
-                        continue;
-                    }
-                }
-            } else {
-                count("skipped_past_grace");
-            }
-            store
-                .advance_briefing_schedule(&s.user_id, s.next_run_ms, next.timestamp_millis())
-                .await
-                .map_err(|e| JobError(e.to_string()))?;
+        for label in labels {
+            *outcome.counts.entry(label?.to_owned()).or_insert(0) += 1;
         }
         outcome.summary = outcome
             .counts
@@ -149,6 +125,48 @@ impl BriefingsJob {
             .collect::<Vec<_>>()
             .join(" ");
         Ok(outcome)
+    }
+
+    /// One due schedule: scheduled (or skipped past the grace window) and moved to
+    /// its next run; a label for the counts.
+    async fn one_due(
+        &self,
+        store: &crate::store::Store,
+        s: crate::store::entities::briefing_schedule::Model,
+        now: DateTime<Utc>,
+        grace: chrono::Duration,
+    ) -> Result<&'static str, JobError> {
+        let Some(period) = period_from(&s.period) else {
+            return Ok("invalid");
+        };
+        let Some(run_at) = DateTime::from_timestamp_millis(s.next_run_ms) else {
+            return Ok("invalid");
+        };
+        let next = match next_run(&self.settings, period, &s.time_zone, now) {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!(error = %e, "a briefing schedule cannot be computed");
+                return Ok("invalid");
+            }
+        };
+        let label = if now - run_at <= grace {
+            match self.schedule_one(store, &s, period, run_at).await {
+                Ok(true) => "scheduled",
+                Ok(false) => "already_claimed",
+                Err(e) => {
+                    // The schedule stays due: the next run tries again.
+                    tracing::warn!(error = %e, "cannot schedule a briefing");
+                    return Ok("failed");
+                }
+            }
+        } else {
+            "skipped_past_grace"
+        };
+        store
+            .advance_briefing_schedule(&s.user_id, s.next_run_ms, next.timestamp_millis())
+            .await
+            .map_err(|e| JobError(e.to_string()))?;
+        Ok(label)
     }
 
     /// Claims (user, period) and publishes; false when it was claimed before.
