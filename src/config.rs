@@ -80,6 +80,12 @@ pub struct Settings {
     pub streams: BTreeMap<String, StreamSettings>,
     /// Raw pool tables; see [`Settings::pool`].
     pools: BTreeMap<String, Table>,
+    /// The scheduler of timed work.
+    pub scheduler: crate::scheduler::SchedulerSettings,
+    /// Briefing schedules.
+    pub briefings: crate::briefings::BriefingSettings,
+    /// Retention of database rows (the `cleanupExpiredData` job).
+    pub maintenance: crate::maintenance::MaintenanceSettings,
 }
 
 /// `[redis]`

@@ -36,6 +36,9 @@ enum Command {
         /// Run no HTTP server (a worker-only process).
         #[arg(long)]
         no_http: bool,
+        /// Run no scheduler (timed jobs run in the other processes).
+        #[arg(long)]
+        no_scheduler: bool,
     },
     /// Validates and publishes one event; prints its id.
     Publish {
@@ -281,6 +284,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             dev,
             pools,
             no_http,
+            no_scheduler,
         } => {
             let pools = pools.map(|p| {
                 p.into_iter()
@@ -292,6 +296,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 dev,
                 pools,
                 no_http,
+                no_scheduler,
             };
             strategist::serve::run(settings()?, opts).await
         }

@@ -101,6 +101,8 @@ pub struct Workers {
     pub alerts: Option<std::sync::Arc<crate::alerts::Alerts>>,
     /// notifier.
     pub notifier: Option<std::sync::Arc<crate::notify::worker::Notifier>>,
+    /// briefing-generator.
+    pub briefings: Option<std::sync::Arc<crate::briefings::generator::BriefingGenerator>>,
 }
 
 /// Builds every pool named in [`POOLS`] with its configured options and the
@@ -157,13 +159,10 @@ pub fn build(settings: &Settings, workers: &Workers) -> Result<Vec<Pool>, Config
                 Some(n) => n.register(&mut p),
                 None => absent::<notification::NotificationSendRequested>(&mut p),
             },
-            "briefing-generator" => {
-                on!(
-                    p,
-                    "briefing-generator",
-                    notification::BriefingGenerationScheduled
-                );
-            }
+            "briefing-generator" => match &workers.briefings {
+                Some(b) => b.register(&mut p),
+                None => absent::<notification::BriefingGenerationScheduled>(&mut p),
+            },
             "system-monitor" => match &workers.alerts {
                 Some(a) => a.register(&mut p),
                 None => {

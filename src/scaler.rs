@@ -178,11 +178,10 @@ pub fn spawn(
                             .sum::<f64>()
                     }),
                     ScaleMetric::CpuUsage => cpu_percent,
-                    ScaleMetric::Schedule => s.window.as_ref().map(|w| {
-                        f64::from(u8::from(
-                            w.is_time_matching(&chrono::Utc::now()).unwrap_or(false),
-                        ))
-                    }),
+                    ScaleMetric::Schedule => s
+                        .window
+                        .as_ref()
+                        .map(|w| f64::from(u8::from(window_open(w, jiff::Timestamp::now())))),
                 };
                 let Some(value) = value else {
                     continue;
@@ -219,6 +218,16 @@ pub fn spawn(
     board
 }
 
+/// Whether the minute of `now` (UTC) is one the cron window matches. A 5-field
+/// pattern names minutes, and croner matches it at second 0 only: the minute's
+/// start is what is asked.
+pub fn window_open(window: &croner::Cron, now: jiff::Timestamp) -> bool {
+    let secs = now.as_second();
+    jiff::Timestamp::from_second(secs - secs.rem_euclid(60))
+        .map(|minute| minute.to_zoned(jiff::tz::TimeZone::UTC))
+        .is_ok_and(|m| window.is_time_matching(&m).unwrap_or(false))
+}
+
 impl Scaled {
     fn report(&self, desired: usize, value: Option<f64>) -> PoolScaling {
         PoolScaling {
@@ -232,5 +241,29 @@ impl Scaled {
             last_value: value,
             changes: self.changes,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> jiff::Timestamp {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn a_window_is_open_for_its_whole_minutes() {
+        let w: croner::Cron = "* 6-21 * * *".parse().unwrap();
+        assert!(window_open(&w, at("2026-11-30T06:00:00Z")));
+        assert!(
+            window_open(&w, at("2026-11-30T06:00:42.5Z")),
+            "not only at second 0"
+        );
+        assert!(window_open(&w, at("2026-11-30T21:59:59Z")));
+        assert!(!window_open(&w, at("2026-11-30T22:00:00Z")));
+        assert!(!window_open(&w, at("2026-11-30T05:59:59Z")));
+        let never: croner::Cron = "0 0 31 2 *".parse().unwrap();
+        assert!(!window_open(&never, at("2026-02-28T00:00:00Z")));
     }
 }

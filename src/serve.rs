@@ -7,7 +7,8 @@
 //! finish and be acked within the grace period, stop HTTP, exit 0.
 //!
 //! Roles: `--pools a,b` runs only those consumer groups (`--pools none`: an API-only
-//! process), `--no-http` runs no HTTP server (a worker-only process). Any mix of
+//! process), `--no-http` runs no HTTP server (a worker-only process), `--no-scheduler`
+//! runs no scheduler (see [`crate::scheduler`]). Any mix of
 //! processes shares the same groups through Redis.
 
 use std::sync::Arc;
@@ -45,6 +46,8 @@ pub struct ServeOptions {
     pub pools: Option<Vec<String>>,
     /// No HTTP server.
     pub no_http: bool,
+    /// No scheduler in this process.
+    pub no_scheduler: bool,
 }
 
 /// Every consumer group `serve` can run, for `--pools`.
@@ -171,6 +174,14 @@ pub async fn run(mut settings: Settings, opts: ServeOptions) -> anyhow::Result<(
                 .await
                 .map_err(anyhow::Error::msg)?,
         )),
+        briefings: Some(Arc::new(
+            crate::briefings::generator::BriefingGenerator::new(
+                db.clone(),
+                publisher.clone(),
+                providers.clone(),
+                Arc::new(crate::briefings::market::NoMarketData),
+            ),
+        )),
     };
     let mut all: Vec<Pool> = pools::build(&settings, &workers)?;
     all.push(archiver::pool(
@@ -277,6 +288,20 @@ pub async fn run(mut settings: Settings, opts: ServeOptions) -> anyhow::Result<(
     let otlp_metrics = crate::metrics::otlp::start(engine.metrics(), shared.clone(), keys.clone());
     // Every process mirrors the dead letters into the database (idempotent upserts).
     dead_letter_mirror::spawn(db.clone(), dead_letters.clone());
+    if settings.scheduler.enabled && !opts.no_scheduler {
+        let scheduler = crate::scheduler::Scheduler::new(
+            db.clone(),
+            &settings.scheduler,
+            scheduled_jobs(&settings, &db, &publisher, &embedders, &providers),
+            format!(
+                "strategist@{}-{}",
+                strategist_actors::engine::hostname(),
+                std::process::id()
+            ),
+        )?;
+        tracing::info!(jobs = ?scheduler.job_names(), "scheduler started");
+        scheduler.spawn();
+    }
 
     check_cors(&settings.http.cors_origins)?;
     let server = if opts.no_http {
@@ -384,6 +409,38 @@ async fn notifier(
             channel_timeout: Duration::from_millis(n.channel_timeout_ms.max(1)),
         },
     ))
+}
+
+/// Every job of the scheduler. Jobs only publish or touch the database, so any
+/// process may schedule, whatever its `--pools`.
+fn scheduled_jobs(
+    settings: &Settings,
+    db: &Db,
+    publisher: &Publisher,
+    embedders: &Arc<Embedders>,
+    providers: &Arc<Providers>,
+) -> Vec<Arc<dyn crate::scheduler::Job>> {
+    vec![
+        Arc::new(crate::briefings::BriefingsJob::new(
+            db.clone(),
+            publisher.clone(),
+            settings.briefings.clone(),
+        )),
+        Arc::new(crate::maintenance::Cleanup::new(
+            db.clone(),
+            settings.maintenance.clone(),
+        )),
+        Arc::new(crate::embeddings::cache_job::OptimizeEmbeddingCache::new(
+            db.clone(),
+            embedders.clone(),
+            settings.maintenance.clone(),
+        )),
+        Arc::new(crate::ai::benchmarks::UpdateModelBenchmarks::new(
+            db.clone(),
+            providers.clone(),
+            embedders.clone(),
+        )),
+    ]
 }
 
 /// `--dev` on a machine where nothing answers at the configured loopback Redis (and

@@ -831,6 +831,9 @@ fn the_openapi_document_has_every_contract_route_that_exists() {
         ("get", "/api/v1/notifications"),
         ("post", "/api/v1/notifications/{id}/read"),
         ("get", "/ws"),
+        ("get", "/api/v1/briefings"),
+        ("get", "/api/v1/briefings/{id}"),
+        ("put", "/api/v1/briefings/schedule"),
     ];
     let mut missing = Vec::new();
     for (method, path) in expected {

@@ -16,6 +16,7 @@
 //! default, and prices what it used.
 
 pub mod anthropic;
+pub mod benchmarks;
 pub(crate) mod http_call;
 pub mod offline;
 pub mod openai;

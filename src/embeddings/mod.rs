@@ -19,6 +19,7 @@
 //! compare within one model only. [`cosine`] is 0 for vectors it cannot compare
 //! rather than NaN or a panic.
 
+pub mod cache_job;
 pub mod chunk;
 pub mod offline;
 pub mod openai;

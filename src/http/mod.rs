@@ -10,6 +10,7 @@
 
 mod auth;
 mod body;
+mod briefings;
 mod content;
 mod dlq;
 mod error;
@@ -121,7 +122,8 @@ fn app(
                 .configure(dlq::routes)
                 .configure(push::routes)
                 .configure(sagas::routes)
-                .configure(notifications::routes),
+                .configure(notifications::routes)
+                .configure(briefings::routes),
         )
         .split_for_parts();
     app.wrap(actix_web::middleware::from_fn(refuse_nul))
@@ -161,13 +163,26 @@ async fn trace_request(
 ) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
     use tracing::Instrument as _;
     let route = req.match_pattern().unwrap_or_else(|| "unmatched".into());
-    let span = crate::telemetry::http_span(req.method().as_str(), &route, req.headers());
+    let method = req.method().clone();
+    let span = crate::telemetry::http_span(method.as_str(), &route, req.headers());
+    let started = std::time::Instant::now();
     let res = next.call(req).instrument(span.clone()).await;
     let status = match &res {
         Ok(r) => r.status().as_u16(),
         Err(e) => e.as_response_error().status_code().as_u16(),
     };
     span.record("http.response.status_code", status);
+    // An access line at debug, inside the request's span (so JSON logs carry its
+    // trace id): the route's pattern, never the path with its ids or the caller.
+    span.in_scope(|| {
+        tracing::debug!(
+            method = %method,
+            route = %route,
+            status,
+            ms = started.elapsed().as_secs_f64() * 1000.0,
+            "request"
+        );
+    });
     res
 }
 
