@@ -173,7 +173,25 @@ export class Notifications {
           el('span', { class: 'title', text: n.title || '(no title)' }),
         ),
         n.body ? el('p', { class: 'body', text: n.body }) : null,
-        href ? el('p', {}, el('a', { href, class: 'action', 'aria-describedby': titleId, text: linkText })) : null,
+        href
+          ? el(
+              'p',
+              {},
+              el('a', {
+                href,
+                class: 'action',
+                'aria-describedby': titleId,
+                text: linkText,
+                onclick: (e) => {
+                  const id = briefingId(n.action_url);
+                  if (id) {
+                    e.preventDefault();
+                    showBriefing(this.api, id);
+                  }
+                },
+              }),
+            )
+          : null,
         el('p', { class: 'meta' }, time(n.created_at), ` · ${String(n.notification_type || '').replace(/_/g, ' ')}`),
         unread
           ? el('button', { type: 'button', class: 'mark-read', 'aria-describedby': titleId, text: 'Mark as read', onclick: () => this.markRead(n.id) })
@@ -286,4 +304,58 @@ export class Notifications {
       });
     }
   }
+}
+
+/** The briefing id of an action URL `/briefings/{id}` of this site, else null. */
+export function briefingId(url) {
+  const m = typeof url === 'string' ? /^\/briefings\/([0-9A-Za-z_-]+)$/.exec(url) : null;
+  return m ? m[1] : null;
+}
+
+function words(key) {
+  const s = String(key).replace(/_/g, ' ');
+  return s.charAt(0).toUpperCase() + s.slice(1);
+}
+
+function render(value) {
+  if (value === null || value === undefined) return null;
+  if (Array.isArray(value)) {
+    return el('ul', {}, ...value.map((v) => el('li', {}, render(v))));
+  }
+  if (typeof value === 'object') {
+    const link = safeUrl(value.url || value.link);
+    const label = value.title || value.name || value.keyword || value.text;
+    if (label !== undefined) {
+      const rest = Object.entries(value)
+        .filter(([k]) => !['url', 'link', 'title', 'name', 'keyword', 'text'].includes(k))
+        .map(([k, v]) => `${words(k)}: ${typeof v === 'object' ? JSON.stringify(v) : v}`)
+        .join(' · ');
+      return el('span', {}, link ? el('a', { href: link, rel: 'noopener noreferrer', text: String(label) }) : String(label), rest ? ` (${rest})` : '');
+    }
+    return el('dl', {}, ...Object.entries(value).flatMap(([k, v]) => [el('dt', { text: words(k) }), el('dd', {}, render(v))]));
+  }
+  return String(value);
+}
+
+/** Reads a briefing and shows it in its section (the caller's own; the server checks). */
+export async function showBriefing(api, id) {
+  const section = document.getElementById('briefing');
+  const body = document.getElementById('briefing-body');
+  const period = document.getElementById('briefing-period');
+  section.hidden = false;
+  body.replaceChildren(el('p', { text: 'Loading the briefing…' }));
+  try {
+    const b = await api.get(`/api/v1/briefings/${encodeURIComponent(id)}`);
+    period.textContent = `${words(b.period || '')} briefing, ${time(b.period_start).textContent} to ${time(b.period_end).textContent}`;
+    const content = b.content && typeof b.content === 'object' ? b.content : { text: b.content };
+    body.replaceChildren(
+      ...Object.entries(content).flatMap(([k, v]) => [el('h3', { text: words(k) }), el('div', {}, render(v))]),
+    );
+  } catch (e) {
+    body.replaceChildren(el('p', { role: 'alert', text: `The briefing cannot be shown: ${e.message}` }));
+  }
+  document.getElementById('briefing-close').onclick = () => {
+    section.hidden = true;
+  };
+  section.focus();
 }

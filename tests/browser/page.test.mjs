@@ -280,6 +280,16 @@ async function notifyCase(browser) {
     await page.waitForFunction((t) => document.querySelector('#announcer').textContent.includes(t), title);
     assert((await page.textContent('#unread-count')).includes('1 unread'), `count: ${await page.textContent('#unread-count')}`);
   });
+  await c.step('the briefing link opens in the page (one that does not exist says so)', async () => {
+    const item = page.locator('#notification-list li.notification', { hasText: title });
+    await item.locator('a.action').click();
+    await page.waitForSelector('#briefing:not([hidden]) [role="alert"]');
+    const said = await page.textContent('#briefing-body');
+    assert(said.includes('cannot be shown'), `the section says: ${said}`);
+    assert(!page.url().includes('/briefings/'), `navigated away: ${page.url()}`);
+    await page.click('#briefing-close');
+    assert(await page.isHidden('#briefing'), 'the briefing section did not close');
+  });
   await c.step('axe with a notification shown', async () => axe(page, 'notifications'));
   const missed = `${title} (sent while offline)`;
   await c.step('a dropped socket reconnects after a backoff and resumes: what came meanwhile arrives once', async () => {
