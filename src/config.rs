@@ -79,6 +79,9 @@ pub struct Settings {
     pools: BTreeMap<String, Table>,
     /// How notifications reach people.
     pub notifications: NotificationSettings,
+    /// Market monitoring: feed polling, Reddit, trend thresholds.
+    #[serde(default)]
+    pub market: crate::market::MarketSettings,
 }
 
 /// `[notifications]`

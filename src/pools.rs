@@ -3,8 +3,9 @@
 //! The pools and the types each one handles are fixed here; their sizes and retry
 //! settings come from `[pools.*]` in the configuration. `content-generator` runs the
 //! AI workers ([`crate::ai::workers`]); `file-processor`, `embedding-generator` and
-//! `search-indexer` the file pipeline ([`crate::files::workers`]); the handlers of
-//! the pools whose work lands in later issues (notifications, market, briefings)
+//! `search-indexer` the file pipeline ([`crate::files::workers`]); `market-monitor`
+//! collection ([`crate::market::monitor`]); the handlers of
+//! the pools whose work lands in later issues (notifications, briefings)
 //! still only record that the event reached them. Handlers log ids only: events about people carry
 //! personal data that never goes into logs.
 
@@ -98,6 +99,8 @@ pub struct Workers {
     pub files: Option<std::sync::Arc<crate::files::workers::FileWorkers>>,
     /// system-monitor.
     pub alerts: Option<std::sync::Arc<crate::alerts::Alerts>>,
+    /// market-monitor.
+    pub market: Option<std::sync::Arc<crate::market::monitor::Monitor>>,
 }
 
 /// Builds every pool named in [`POOLS`] with its configured options and the
@@ -146,10 +149,13 @@ pub fn build(settings: &Settings, workers: &Workers) -> Result<Vec<Pool>, Config
                     );
                 }
             },
-            "market-monitor" => {
-                on!(p, "market-monitor", market::MarketDataCollectionStarted);
-                on!(p, "market-monitor", market::MarketDataCollected);
-            }
+            "market-monitor" => match &workers.market {
+                Some(m) => m.register(&mut p),
+                None => {
+                    absent::<market::MarketDataCollectionStarted>(&mut p);
+                    on!(p, "market-monitor", market::MarketDataCollected);
+                }
+            },
             "notifier" => {
                 on!(p, "notifier", notification::NotificationSendRequested);
             }

@@ -166,6 +166,11 @@ pub async fn run(mut settings: Settings, opts: ServeOptions) -> anyhow::Result<(
             settings.alerts.admin_user_ids.clone(),
             Duration::from_millis(settings.alerts.interval_ms.max(1)),
         ))),
+        market: Some(Arc::new(crate::market::monitor::Monitor::new(
+            db.clone(),
+            publisher.clone(),
+            &settings.market,
+        )?)),
     };
     let mut all: Vec<Pool> = pools::build(&settings, &workers)?;
     all.push(archiver::pool(

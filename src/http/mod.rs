@@ -16,6 +16,7 @@ mod events;
 mod files;
 mod health;
 mod limits;
+mod market;
 mod metrics;
 mod openapi;
 mod preferences;
@@ -108,7 +109,8 @@ fn app(
                 .configure(streams::routes)
                 .configure(metrics::routes)
                 .configure(dlq::routes)
-                .configure(push::routes),
+                .configure(push::routes)
+                .configure(market::routes),
         )
         .split_for_parts();
     app.wrap(actix_web::middleware::from_fn(refuse_nul))

@@ -4,6 +4,7 @@
 use sea_orm_migration::prelude::*;
 
 mod m0009_contacts_push;
+mod m0010_market;
 
 /// Every migration of the application.
 pub struct Migrator;
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(M0006DeadLetters),
             Box::new(M0007Files),
             Box::new(m0009_contacts_push::M0009ContactsPush),
+            Box::new(m0010_market::M0010Market),
         ]
     }
 }
