@@ -215,7 +215,12 @@ async fn feeds_are_polled_conditionally_once_per_interval_and_deduplicated() {
         let t0 = now.timestamp_millis();
 
         let run = src.collect(&store, &t, t0).await.unwrap();
-        assert_eq!((run.due, run.answered, run.failed), (2, 2, 0), "{}", db.kind);
+        assert_eq!(
+            (run.due, run.answered, run.failed),
+            (2, 2, 0),
+            "{}",
+            db.kind
+        );
         // 4 RSS entries + 2 Atom; the untitled one is not stored; the Atom entry
         // linking https://news.example/old is the RSS item without a guid.
         assert_eq!(run.entries, 6);
@@ -223,12 +228,24 @@ async fn feeds_are_polled_conditionally_once_per_interval_and_deduplicated() {
         assert_eq!(run.distinct, 4);
         let q = run.quality();
         assert_eq!(q.coverage, 1.0);
-        assert!(q.uniqueness < 1.0 && q.validity < 1.0 && q.freshness < 1.0, "{q:?}");
+        assert!(
+            q.uniqueness < 1.0 && q.validity < 1.0 && q.freshness < 1.0,
+            "{q:?}"
+        );
 
         let first = &server.requests("/rss.xml")[0];
         let ua = first.headers.get("user-agent").unwrap();
-        assert!(ua.starts_with("strategist/") && ua.contains("market monitor"), "{ua}");
-        assert!(first.headers.get("accept-encoding").unwrap().contains("gzip"));
+        assert!(
+            ua.starts_with("strategist/") && ua.contains("market monitor"),
+            "{ua}"
+        );
+        assert!(
+            first
+                .headers
+                .get("accept-encoding")
+                .unwrap()
+                .contains("gzip")
+        );
         assert!(!first.headers.contains_key("if-none-match"));
 
         // Within the interval nothing is asked.
@@ -243,7 +260,10 @@ async fn feeds_are_polled_conditionally_once_per_interval_and_deduplicated() {
         assert_eq!(third.new_items, 0, "the Atom feed again adds nothing");
         let cond = &server.requests("/rss.xml")[1];
         assert_eq!(cond.headers.get("if-none-match").unwrap(), ETAG);
-        assert_eq!(cond.headers.get("if-modified-since").unwrap(), LAST_MODIFIED);
+        assert_eq!(
+            cond.headers.get("if-modified-since").unwrap(),
+            LAST_MODIFIED
+        );
         let st = store
             .source_state(&format!("feed:{}", server.url("/rss.xml")))
             .await
@@ -257,15 +277,29 @@ async fn feeds_are_polled_conditionally_once_per_interval_and_deduplicated() {
             .items_since(&format!("feed:{}", server.url("/rss.xml")), 0, 100)
             .await
             .unwrap();
-        let first_item = items.iter().find(|i| i.title.starts_with("Rust 2026")).unwrap();
+        let first_item = items
+            .iter()
+            .find(|i| i.title.starts_with("Rust 2026"))
+            .unwrap();
         assert_eq!(first_item.keywords, vec!["rust"]);
         assert_eq!(first_item.competitors, vec!["Acme Corp"]);
         let atom_items = store
             .items_since(&format!("feed:{}", server.url("/atom.xml")), 0, 100)
             .await
             .unwrap();
-        assert_eq!(atom_items.len(), 1, "{atom_items:?}");
-        assert_eq!(atom_items[0].competitors, vec!["Globex"]);
+        // The page both feeds carry is stored once, under whichever feed came first.
+        let all: Vec<_> = items.iter().chain(&atom_items).collect();
+        assert_eq!(all.len(), 4, "{all:?}");
+        let shared: Vec<_> = all
+            .iter()
+            .filter(|i| i.item_key == "link|https://news.example/old")
+            .collect();
+        assert_eq!(shared.len(), 1);
+        let moved = atom_items
+            .iter()
+            .find(|i| i.title.contains("moved"))
+            .unwrap();
+        assert_eq!(moved.competitors, vec!["Globex"]);
     }
 }
 
@@ -275,16 +309,27 @@ async fn throttled_blocked_and_html_feeds_collect_nothing_and_wait() {
     let server = Server::start(|req, _| match req.path.as_str() {
         "/limited" => (429, vec![h("Retry-After", "3600")], b"slow down".to_vec()),
         "/blocked" => (403, vec![h("Content-Type", "text/html")], BLOCK_PAGE.into()),
-        "/challenge" => (200, vec![h("Content-Type", "text/html; charset=utf-8")], BLOCK_PAGE.into()),
+        "/challenge" => (
+            200,
+            vec![h("Content-Type", "text/html; charset=utf-8")],
+            BLOCK_PAGE.into(),
+        ),
         _ => (404, vec![], vec![]),
     });
     let store = store(&db).await;
-    let feeds = vec![server.url("/limited"), server.url("/blocked"), server.url("/challenge")];
+    let feeds = vec![
+        server.url("/limited"),
+        server.url("/blocked"),
+        server.url("/challenge"),
+    ];
     let t = vec![tracking("u1", "rust", feeds)];
     let src = FeedSource::new(&settings(60)).unwrap();
     let t0 = chrono::Utc::now().timestamp_millis();
     let run = src.collect(&store, &t, t0).await.unwrap();
-    assert_eq!((run.due, run.answered, run.failed, run.new_items), (3, 0, 3, 0));
+    assert_eq!(
+        (run.due, run.answered, run.failed, run.new_items),
+        (3, 0, 3, 0)
+    );
     assert_eq!(run.quality().coverage, 0.0);
     let state = |p: &str| {
         let id = format!("feed:{}", server.url(p));
@@ -294,8 +339,17 @@ async fn throttled_blocked_and_html_feeds_collect_nothing_and_wait() {
     let limited = state("/limited").await;
     assert_eq!(limited.last_status, Some(429));
     assert_eq!(limited.next_poll_at_ms, t0 + 3_600_000);
-    assert!(state("/challenge").await.last_error.unwrap().contains("HTML"));
-    assert_eq!(state("/blocked").await.last_error.as_deref(), Some("HTTP 403"));
+    assert!(
+        state("/challenge")
+            .await
+            .last_error
+            .unwrap()
+            .contains("HTML")
+    );
+    assert_eq!(
+        state("/blocked").await.last_error.as_deref(),
+        Some("HTTP 403")
+    );
 
     // After the interval (60 s) the others are asked again; the 429 is not.
     let run = src.collect(&store, &t, t0 + 61_000).await.unwrap();
@@ -343,7 +397,14 @@ async fn reddit_search_pages_by_after_and_obeys_the_rate_limit() {
             let mut hs = json;
             // The last request of the window: nothing more until the reset.
             hs.push(h("X-Ratelimit-Remaining", "0"));
-            (200, hs, listing(&[("t3_c", "Rust or Go for Acme Corp?", "carol", 3, 1)], None))
+            (
+                200,
+                hs,
+                listing(
+                    &[("t3_c", "Rust or Go for Acme Corp?", "carol", 3, 1)],
+                    None,
+                ),
+            )
         } else if req.path.starts_with("/r/rust/search") {
             let mut hs = json;
             hs.push(h("X-Ratelimit-Remaining", "99.0"));
@@ -369,7 +430,10 @@ async fn reddit_search_pages_by_after_and_obeys_the_rate_limit() {
     s.reddit.auth_url = server.url("/token");
     s.reddit.api_url = server.url("");
     let src = RedditSource::new(&s).unwrap().expect("configured");
-    assert!(RedditSource::new(&settings(600)).unwrap().is_none(), "off without credentials");
+    assert!(
+        RedditSource::new(&settings(600)).unwrap().is_none(),
+        "off without credentials"
+    );
     let store = store(&db).await;
     let mut t = tracking("u1", "rust", vec![]);
     t.subreddits = vec!["rust".into(), "golang".into()];
@@ -379,15 +443,30 @@ async fn reddit_search_pages_by_after_and_obeys_the_rate_limit() {
     // golang comes first (sorted) and fails with 404; rust pages twice then stops.
     let searches = server.requests("/r/");
     assert_eq!(searches.len(), 3, "{searches:?}");
-    let rust: Vec<_> = searches.iter().filter(|s| s.path.starts_with("/r/rust/")).collect();
+    let rust: Vec<_> = searches
+        .iter()
+        .filter(|s| s.path.starts_with("/r/rust/"))
+        .collect();
     assert!(rust[0].path.contains("restrict_sr=1") && rust[0].path.contains("q=rust"));
     assert!(!rust[0].path.contains("after="));
     assert!(rust[1].path.contains("after=t3_b"));
-    assert_eq!(rust[0].headers.get("authorization").unwrap(), "Bearer tok-1");
+    assert_eq!(
+        rust[0].headers.get("authorization").unwrap(),
+        "Bearer tok-1"
+    );
     let ua = rust[0].headers.get("user-agent").unwrap();
-    assert!(ua.starts_with("server:strategist:") && ua.ends_with("(by /u/strategist_bot)"), "{ua}");
+    assert!(
+        ua.starts_with("server:strategist:") && ua.ends_with("(by /u/strategist_bot)"),
+        "{ua}"
+    );
     let token_req = &server.requests("/token")[0];
-    assert!(token_req.headers.get("authorization").unwrap().starts_with("Basic "));
+    assert!(
+        token_req
+            .headers
+            .get("authorization")
+            .unwrap()
+            .starts_with("Basic ")
+    );
 
     let items = store.items_since("reddit:rust:rust", 0, 10).await.unwrap();
     let deleted = items.iter().find(|i| i.item_key == "reddit|t3_b").unwrap();
@@ -399,7 +478,10 @@ async fn reddit_search_pages_by_after_and_obeys_the_rate_limit() {
     // Remaining hit 0 with a reset of 420 s: even past the interval (600 s would
     // not have passed anyway), nothing is asked before the reset.
     let before = server.requests("/r/").len();
-    let run = src.collect(&store, &[t.clone()], t0 + 60_000).await.unwrap();
+    let run = src
+        .collect(&store, &[t.clone()], t0 + 60_000)
+        .await
+        .unwrap();
     assert_eq!(run.due, 0);
     assert_eq!(server.requests("/r/").len(), before);
     let run = src.collect(&store, &[t], t0 + 601_000).await.unwrap();
@@ -418,7 +500,13 @@ fn token(user: &str) -> String {
 fn call(app: &App, method: &str, path: &str, tok: &str, body: Option<&Value>) -> Reply {
     let auth = format!("Bearer {tok}");
     let body = body.map(|b| b.to_string());
-    http(app.port, method, path, &[("Authorization", auth.as_str())], body.as_deref())
+    http(
+        app.port,
+        method,
+        path,
+        &[("Authorization", auth.as_str())],
+        body.as_deref(),
+    )
 }
 
 fn post_csv(app: &App, tok: &str, csv: &str) -> Reply {
@@ -433,8 +521,15 @@ fn post_csv(app: &App, tok: &str, csv: &str) -> Reply {
     let mut raw = String::new();
     s.read_to_string(&mut raw).unwrap();
     let status = raw.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let body = raw.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
-    Reply { status, headers: vec![], body }
+    let body = raw
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    Reply {
+        status,
+        headers: vec![],
+        body,
+    }
 }
 
 fn market_events(c: &mut redis::Connection, event_type: &str) -> Vec<Value> {
@@ -455,7 +550,11 @@ fn trends_csv(rising: bool) -> String {
     let start = chrono::NaiveDate::from_ymd_opt(2025, 12, 7).unwrap();
     for i in 0..52 {
         let d = start + chrono::Duration::weeks(i);
-        let v = if rising { 30 + i * 13 / 10 + (i * 7 % 5) } else { 50 + (i * 7 % 5) };
+        let v = if rising {
+            30 + i * 13 / 10 + (i * 7 % 5)
+        } else {
+            50 + (i * 7 % 5)
+        };
         s.push_str(&format!("{d},{}\n", v.min(100)));
     }
     s
@@ -467,7 +566,11 @@ fn tracking_collection_import_and_trends_through_the_api() {
     let now = chrono::Utc::now();
     let rss_body = rss(now);
     let feeds = Server::start(move |_, _| {
-        (200, vec![h("Content-Type", "application/rss+xml")], rss_body.clone().into_bytes())
+        (
+            200,
+            vec![h("Content-Type", "application/rss+xml")],
+            rss_body.clone().into_bytes(),
+        )
     });
     let app = App::serve(&redis.url(), &[("STRATEGIST_AUTH_SECRET", SECRET)]);
     let (alice, bob) = (token("alice"), token("bob"));
@@ -475,13 +578,26 @@ fn tracking_collection_import_and_trends_through_the_api() {
     // Validation: 4xx JSON, naming the field.
     for (body, field) in [
         (json!({"keyword": ""}), "keyword"),
-        (json!({"keyword": "rust", "feeds": ["ftp://x/y"]}), "feeds[0]"),
-        (json!({"keyword": "rust", "subreddits": ["r/has space"]}), "subreddits[0]"),
+        (
+            json!({"keyword": "rust", "feeds": ["ftp://x/y"]}),
+            "feeds[0]",
+        ),
+        (
+            json!({"keyword": "rust", "subreddits": ["r/has space"]}),
+            "subreddits[0]",
+        ),
         (json!({"keyword": "rust", "unknown": 1}), "unknown"),
     ] {
         let r = call(&app, "POST", "/api/v1/market/keywords", &alice, Some(&body));
         assert_eq!(r.status, 400, "{body}: {}", r.body);
-        assert!(r.json()["error"]["message"].as_str().unwrap().contains(field), "{}", r.body);
+        assert!(
+            r.json()["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains(field),
+            "{}",
+            r.body
+        );
     }
     let r = http(app.port, "GET", "/api/v1/market/keywords", &[], None);
     assert_eq!(r.status, 401);
@@ -495,14 +611,20 @@ fn tracking_collection_import_and_trends_through_the_api() {
     let r = call(&app, "GET", "/api/v1/market/keywords", &alice, None);
     assert_eq!(r.json()["keywords"][0]["keyword"], "rust");
     let r = call(&app, "GET", "/api/v1/market/keywords", &bob, None);
-    assert_eq!(r.json()["keywords"].as_array().unwrap().len(), 0, "only one's own");
+    assert_eq!(
+        r.json()["keywords"].as_array().unwrap().len(),
+        0,
+        "only one's own"
+    );
 
     // The collection the tracking started answers market.data.collected.
     let mut c = conn(&redis);
     let mut collected = Vec::new();
     eventually(Duration::from_secs(30), "market.data.collected", || {
         collected = market_events(&mut c, "market.data.collected");
-        collected.iter().any(|e| e["data"]["collection_id"] == collection_id.as_str())
+        collected
+            .iter()
+            .any(|e| e["data"]["collection_id"] == collection_id.as_str())
     });
     let done = collected
         .iter()
@@ -524,14 +646,26 @@ fn tracking_collection_import_and_trends_through_the_api() {
     assert_eq!(s["series"][0]["scale"], "relative");
     assert_eq!(s["series"][0]["trend"]["direction"], "rising", "{s}");
 
-    let r = call(&app, "GET", "/api/v1/market/trends?keyword=rust", &alice, None);
+    let r = call(
+        &app,
+        "GET",
+        "/api/v1/market/trends?keyword=rust",
+        &alice,
+        None,
+    );
     assert_eq!(r.status, 200, "{}", r.body);
     let t = &r.json()["trends"][0];
     assert_eq!(t["direction"], "rising");
     assert!(t["confidence"].as_f64().unwrap() > 0.95);
     assert_eq!(t["analysis"]["points"].as_array().unwrap().len(), 52);
     assert!(t["analysis"]["p_value"].as_f64().unwrap() < 0.05);
-    let r = call(&app, "GET", "/api/v1/market/trends?keyword=nothing", &alice, None);
+    let r = call(
+        &app,
+        "GET",
+        "/api/v1/market/trends?keyword=nothing",
+        &alice,
+        None,
+    );
     assert_eq!(r.status, 404);
 
     let detected = market_events(&mut c, "market.trend.detected");
@@ -575,7 +709,11 @@ async fn bench_conditional_polls_per_minute() {
         if before > 0 && n % 10 != 0 && req.headers.contains_key("if-none-match") {
             (304, vec![h("ETag", ETAG)], vec![])
         } else {
-            (200, vec![h("Content-Type", "application/rss+xml"), h("ETag", ETAG)], body.clone().into_bytes())
+            (
+                200,
+                vec![h("Content-Type", "application/rss+xml"), h("ETag", ETAG)],
+                body.clone().into_bytes(),
+            )
         }
     });
     let store = store(&db).await;

@@ -41,14 +41,27 @@ fn mann_kendall_matches_pymannkendall() {
         close(name, "z", mk.z, o["z"].as_f64().unwrap());
         close(name, "tau", mk.tau, o["tau"].as_f64().unwrap());
         close(name, "slope", mk.slope, o["slope"].as_f64().unwrap());
-        close(name, "intercept", mk.intercept, o["intercept"].as_f64().unwrap());
+        close(
+            name,
+            "intercept",
+            mk.intercept,
+            o["intercept"].as_f64().unwrap(),
+        );
         // pymannkendall computes 2·(1 - cdf), which loses digits in the tail; ours
         // uses erfc: compare absolutely.
         assert!((mk.p - o["p"].as_f64().unwrap()).abs() < 1e-12, "{name}.p");
         let h = &f["hamed_rao"];
-        close(name, "hr.var_s", mk.var_s_corrected, h["var_s"].as_f64().unwrap());
+        close(
+            name,
+            "hr.var_s",
+            mk.var_s_corrected,
+            h["var_s"].as_f64().unwrap(),
+        );
         close(name, "hr.z", mk.z_corrected, h["z"].as_f64().unwrap());
-        assert!((mk.p_corrected - h["p"].as_f64().unwrap()).abs() < 1e-12, "{name}.hr.p");
+        assert!(
+            (mk.p_corrected - h["p"].as_f64().unwrap()).abs() < 1e-12,
+            "{name}.hr.p"
+        );
     }
 }
 
@@ -95,7 +108,9 @@ fn bench_ten_thousand_series_of_ninety_points() {
     let series: Vec<Vec<f64>> = (0..10_000)
         .map(|k| {
             let slope = (k % 7) as f64 * 0.1 - 0.3;
-            (0..90).map(|i| 50.0 + slope * i as f64 + next() / 5.0).collect()
+            (0..90)
+                .map(|i| 50.0 + slope * i as f64 + next() / 5.0)
+                .collect()
         })
         .collect();
     let t = std::time::Instant::now();

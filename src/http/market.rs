@@ -54,7 +54,10 @@ struct TrackRequest {
 
 fn check_list(field: &str, v: &[String]) -> Result<(), ApiError> {
     if v.len() > MAX_LIST {
-        return Err(ApiError::invalid_field(field, format!("at most {MAX_LIST}")));
+        return Err(ApiError::invalid_field(
+            field,
+            format!("at most {MAX_LIST}"),
+        ));
     }
     Ok(())
 }
@@ -267,7 +270,10 @@ async fn import(
     let store = state.db.http()?;
     if !caller.admin {
         let mine = store.tracked(&caller.user_id).await?;
-        if let Some(p) = parsed.iter().find(|p| !mine.iter().any(|m| m.keyword == p.keyword)) {
+        if let Some(p) = parsed
+            .iter()
+            .find(|p| !mine.iter().any(|m| m.keyword == p.keyword))
+        {
             return Err(ApiError::forbidden(format!(
                 "track `{}` first (POST /api/v1/market/keywords)",
                 p.keyword

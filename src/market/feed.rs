@@ -315,8 +315,10 @@ impl FeedSource {
                     state.last_status = Some(200);
                     state.etag = etag;
                     state.last_modified = modified;
-                    let users: Vec<&Tracking> =
-                        tracking.iter().filter(|t| t.feeds.iter().any(|f| f == url)).collect();
+                    let users: Vec<&Tracking> = tracking
+                        .iter()
+                        .filter(|t| t.feeds.iter().any(|f| f == url))
+                        .collect();
                     let keywords: Vec<String> = users.iter().map(|t| t.keyword.clone()).collect();
                     let competitors: Vec<String> =
                         users.iter().flat_map(|t| t.competitors.clone()).collect();
@@ -334,7 +336,9 @@ impl FeedSource {
                         }
                         // Entry ids are unique per feed; a link is the same page
                         // whichever feed carries it.
-                        let item_key = if e.key.as_deref() == e.link.as_deref().and_then(normalise_link).as_deref() {
+                        let item_key = if e.key.as_deref()
+                            == e.link.as_deref().and_then(normalise_link).as_deref()
+                        {
                             format!("link|{key}")
                         } else {
                             format!("{id}|{key}")

@@ -312,7 +312,12 @@ fn trend_data(series: &Series, points: &[(i64, f64)], a: &trend::Analysis) -> Ma
     m.insert("step_ms".into(), json!(series.step_ms));
     m.insert(
         "points".into(),
-        Value::Array(points.iter().map(|(t, v)| json!({"t": t, "value": v})).collect()),
+        Value::Array(
+            points
+                .iter()
+                .map(|(t, v)| json!({"t": t, "value": v}))
+                .collect(),
+        ),
     );
     m.insert("direction".into(), json!(a.direction));
     m.insert("confidence".into(), json!(a.confidence));
@@ -338,7 +343,10 @@ pub async fn analyze_keyword(
         return Ok(None);
     };
     let previous = store.latest_trend(keyword).await?;
-    if previous.as_ref().is_some_and(|p| p.series_id == series.series_id) {
+    if previous
+        .as_ref()
+        .is_some_and(|p| p.series_id == series.series_id)
+    {
         return Ok(None);
     }
     let values: Vec<f64> = points.iter().map(|(_, v)| *v).collect();

@@ -138,7 +138,11 @@ impl RedditSource {
         let ua = format!(
             "server:strategist:{} (by /u/{})",
             env!("CARGO_PKG_VERSION"),
-            if r.username.is_empty() { "unknown" } else { &r.username }
+            if r.username.is_empty() {
+                "unknown"
+            } else {
+                &r.username
+            }
         );
         let client = reqwest::Client::builder()
             .user_agent(ua)
@@ -211,7 +215,10 @@ impl RedditSource {
         }
         let interval_ms = (self.settings.poll_interval_secs * 1000) as i64;
         let fresh_after = now_ms - (self.settings.freshness_hours * 3600 * 1000) as i64;
-        let competitors: Vec<String> = tracking.iter().flat_map(|t| t.competitors.clone()).collect();
+        let competitors: Vec<String> = tracking
+            .iter()
+            .flat_map(|t| t.competitors.clone())
+            .collect();
         let mut seen = std::collections::HashSet::new();
         let mut exhausted = false;
         for (sub, kw) in searches {
@@ -316,7 +323,11 @@ impl RedditSource {
                         fetched_at_ms: now_ms,
                         keywords: vec![kw.clone()],
                         competitors: mentions(&text, &competitors),
-                        community: Some(if p.subreddit.is_empty() { sub.clone() } else { p.subreddit }),
+                        community: Some(if p.subreddit.is_empty() {
+                            sub.clone()
+                        } else {
+                            p.subreddit
+                        }),
                         score: Some(p.score),
                         comments: Some(p.num_comments),
                     };

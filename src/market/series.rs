@@ -46,10 +46,18 @@ fn bad(m: impl Into<String>) -> ImportError {
 fn parse_time(s: &str) -> Option<(i64, bool)> {
     let s = s.trim();
     if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
-        return Some((Utc.from_utc_datetime(&d.and_hms_opt(0, 0, 0)?).timestamp_millis(), false));
+        return Some((
+            Utc.from_utc_datetime(&d.and_hms_opt(0, 0, 0)?)
+                .timestamp_millis(),
+            false,
+        ));
     }
     if let Ok(d) = NaiveDate::parse_from_str(&format!("{s}-01"), "%Y-%m-%d") {
-        return Some((Utc.from_utc_datetime(&d.and_hms_opt(0, 0, 0)?).timestamp_millis(), true));
+        return Some((
+            Utc.from_utc_datetime(&d.and_hms_opt(0, 0, 0)?)
+                .timestamp_millis(),
+            true,
+        ));
     }
     if let Ok(t) = NaiveDateTime::parse_from_str(&format!("{s}:00"), "%Y-%m-%dT%H:%M") {
         return Some((Utc.from_utc_datetime(&t).timestamp_millis(), false));
@@ -99,7 +107,9 @@ fn spacing(points: &[(i64, f64)], monthly: bool) -> Result<i64, ImportError> {
 pub fn keyword(raw: &str) -> Result<String, ImportError> {
     let k = raw.trim().to_lowercase();
     if k.is_empty() || k.chars().count() > 100 || k.chars().any(char::is_control) {
-        return Err(bad("a keyword is 1 to 100 characters, without control characters"));
+        return Err(bad(
+            "a keyword is 1 to 100 characters, without control characters",
+        ));
     }
     Ok(k)
 }
@@ -113,9 +123,9 @@ pub fn parse_trends_csv(text: &str) -> Result<Vec<Parsed>, ImportError> {
         let first = l.split(',').next().unwrap_or("").trim();
         !matches!(first, "Week" | "Day" | "Month" | "Time" | "Date")
     });
-    let header = lines
-        .next()
-        .ok_or_else(|| bad("no header row (Week, Day, Month or Time) found: not a Trends export"))?;
+    let header = lines.next().ok_or_else(|| {
+        bad("no header row (Week, Day, Month or Time) found: not a Trends export")
+    })?;
     let rest: String = lines.collect::<Vec<_>>().join("\n");
     let data = format!("{header}\n{rest}");
     let mut rdr = csv::ReaderBuilder::new()
@@ -154,7 +164,10 @@ pub fn parse_trends_csv(text: &str) -> Result<Vec<Parsed>, ImportError> {
                     .ok()
                     .filter(|v| (0.0..=100.0).contains(v))
                     .ok_or_else(|| {
-                        bad(format!("row {}: `{raw}` is not a value from 0 to 100", i + 1))
+                        bad(format!(
+                            "row {}: `{raw}` is not a value from 0 to 100",
+                            i + 1
+                        ))
                     })?
             };
             col.push((t, v));
@@ -256,7 +269,12 @@ mod tests {
     #[test]
     fn gaps_and_garbage_are_refused() {
         let gap = "Week,x: (Worldwide)\n2025-01-05,1\n2025-01-12,2\n2025-01-26,3\n";
-        assert!(parse_trends_csv(gap).unwrap_err().0.contains("equally spaced"));
+        assert!(
+            parse_trends_csv(gap)
+                .unwrap_err()
+                .0
+                .contains("equally spaced")
+        );
         assert!(parse_trends_csv("<html>blocked</html>").is_err());
         let over = "Day,x: (US)\n2025-01-05,101\n";
         assert!(parse_trends_csv(over).unwrap_err().0.contains("0 to 100"));

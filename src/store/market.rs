@@ -169,8 +169,7 @@ fn trend_row(r: &QueryResult) -> Result<TrendRow, StoreError> {
         series_id: r.try_get("", "series_id")?,
         direction: r.try_get("", "direction")?,
         confidence: r.try_get("", "confidence")?,
-        analysis: serde_json::from_str(&r.try_get::<String>("", "analysis")?)
-            .unwrap_or_default(),
+        analysis: serde_json::from_str(&r.try_get::<String>("", "analysis")?).unwrap_or_default(),
         created_at_ms: r.try_get("", "created_at_ms")?,
     })
 }
@@ -254,9 +253,7 @@ impl Store {
                 vec![keyword.into()],
             ))
             .await?;
-        rows.iter()
-            .map(|r| Ok(r.try_get("", "user_id")?))
-            .collect()
+        rows.iter().map(|r| Ok(r.try_get("", "user_id")?)).collect()
     }
 
     /// A source's polling state.
@@ -448,9 +445,7 @@ impl Store {
                 vec![],
             ))
             .await?;
-        rows.iter()
-            .map(|r| Ok(r.try_get("", "keyword")?))
-            .collect()
+        rows.iter().map(|r| Ok(r.try_get("", "keyword")?)).collect()
     }
 
     /// Records a collection run (once per id).
