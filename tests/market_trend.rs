@@ -1,6 +1,8 @@
 //! Trend detection against golden values computed with pymannkendall
 //! (`scripts/trend_goldens.py` writes `tests/fixtures/trends/*.json`).
 
+#![allow(clippy::unwrap_used)]
+
 use strategist::market::trend::{Direction, Thresholds, analyse, mann_kendall};
 
 fn fixtures() -> Vec<serde_json::Value> {
