@@ -92,11 +92,11 @@ pub fn normalise_link(link: &str) -> Option<String> {
     } else {
         url.query_pairs_mut().clear().extend_pairs(kept);
     }
-    let mut s = url.to_string();
-    if s.ends_with('/') && url.path() != "/" {
-        s.pop();
+    let path = url.path().to_owned();
+    if path.len() > 1 && path.ends_with('/') {
+        url.set_path(path.trim_end_matches('/'));
     }
-    Some(s)
+    Some(url.to_string())
 }
 
 /// Reads the entries of a feed body, or says why it is not one.

@@ -223,13 +223,24 @@ pub fn mann_kendall(x: &[f64]) -> Result<MannKendall, TrendError> {
         .enumerate()
         .map(|(i, v)| v - (i + 1) as f64 * slope)
         .collect();
+    // A perfectly linear series detrends to one value plus rounding noise; its
+    // ranks would be the noise's and look autocorrelated. Such a series has no
+    // residual to correct for. (Otherwise the same float operations as
+    // pymannkendall, so results match it exactly.)
+    let scale = x.iter().fold(0.0_f64, |m, v| m.max(v.abs()));
+    let (lo, hi) = detrended
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), v| {
+            (l.min(*v), h.max(*v))
+        });
+    let flat_residual = hi - lo <= 1e-9 * scale;
     let r = ranks(&detrended);
     let mean = r.iter().sum::<f64>() / nf;
     let y: Vec<f64> = r.iter().map(|v| v - mean).collect();
     let acov0: f64 = y.iter().map(|v| v * v).sum();
     let band = Z_975 / nf.sqrt();
     let mut sni = 0.0;
-    if acov0 > 0.0 {
+    if acov0 > 0.0 && !flat_residual {
         for lag in 1..n {
             let acf = y[..n - lag]
                 .iter()
