@@ -682,6 +682,22 @@ fn tracking_collection_import_and_trends_through_the_api() {
     assert_eq!(detected.len(), 2);
     assert_eq!(detected[1]["data"]["trend_type"], "stable");
 
+    // A consultation naming the keyword references the caller's latest trend of
+    // it; someone who does not track it references nothing.
+    let latest = detected[1]["id"].clone();
+    let ask = json!({"contextual_core_id": "core-1", "query": "Should we bet on Rust next year?", "session_type": "strategic_advice"});
+    let r = call(&app, "POST", "/api/v1/consultations", &alice, Some(&ask));
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        r.json()["market_data_referenced"],
+        json!([latest]),
+        "{}",
+        r.body
+    );
+    let r = call(&app, "POST", "/api/v1/consultations", &bob, Some(&ask));
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["market_data_referenced"], json!([]));
+
     // JSON import, with a gap: refused, naming why.
     let gap = json!({"keyword": "rust", "points": [
         {"t": "2026-01-01", "value": 1}, {"t": "2026-01-02", "value": 2}, {"t": "2026-01-04", "value": 3}]});
