@@ -751,3 +751,119 @@ async fn bench_conditional_polls_per_minute() {
         polled as f64 / secs * 60.0
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_jobs_start_what_can_run_and_analyse_each_series_once() {
+    use strategist::events::market::{DataSource, MarketDataCollectionStarted};
+    use strategist::market::jobs::{AnalyzeJob, CollectJob};
+    use strategist::market::monitor::Monitor;
+    use strategist::market::source::Reach;
+    use strategist::scheduler::job::Job;
+    use strategist::store::market::Series;
+
+    let r = redis();
+    let db = TestDb::sqlite();
+    let store = store(&db).await;
+    let manager = redis::aio::ConnectionManager::new(redis::Client::open(r.url()).unwrap())
+        .await
+        .unwrap();
+    let publisher = strategist_actors::Publisher::new(
+        manager,
+        strategist_actors::Keys::default(),
+        Arc::new(strategist::events::catalog()),
+    );
+    let monitor = Arc::new(
+        Monitor::new(
+            strategist::database::Db::ready(store.clone()),
+            publisher,
+            &settings(600),
+        )
+        .unwrap(),
+    );
+    assert!(matches!(monitor.reach(DataSource::Reddit), Reach::Off(_)));
+    let mut c = conn(&r);
+
+    // Nothing tracked: nothing started.
+    let at = chrono::Utc::now();
+    let out = CollectJob(monitor.clone()).run(at).await.unwrap();
+    assert_eq!(out.counts["collections_started"], 0);
+
+    store
+        .track(&tracking(
+            "u1",
+            "rust",
+            vec!["http://127.0.0.1:9/feed".into()],
+        ))
+        .await
+        .unwrap();
+    let mut reddit_only = tracking("u2", "go", vec![]);
+    reddit_only.subreddits = vec!["golang".into()];
+    store.track(&reddit_only).await.unwrap();
+    let out = CollectJob(monitor.clone()).run(at).await.unwrap();
+    // Feeds only: Reddit has no credentials.
+    assert_eq!(out.counts["collections_started"], 1, "{out:?}");
+    let started = market_events(&mut c, "market.data.collection.started");
+    assert_eq!(started.len(), 1);
+    assert_eq!(started[0]["data"]["data_source"], "rss_feeds");
+    assert_eq!(started[0]["data"]["user_ids"], json!(["u1", "u2"]));
+
+    // A source that cannot run covers nothing.
+    let none = monitor
+        .collect(
+            &store,
+            &MarketDataCollectionStarted {
+                collection_id: "c-trends".into(),
+                data_source: DataSource::GoogleTrends,
+                keywords: vec![],
+                user_ids: vec![],
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!((none.records, none.quality), (0, 0.0));
+
+    let series = |id: &str, keyword: &str, n: i64, slope: f64| {
+        let s = Series {
+            series_id: id.into(),
+            keyword: keyword.into(),
+            origin: "json".into(),
+            scale: "absolute".into(),
+            step_ms: 86_400_000,
+            created_at_ms: 1,
+        };
+        let pts: Vec<(i64, f64)> = (0..n)
+            .map(|i| {
+                (
+                    i * 86_400_000,
+                    100.0 + slope * i as f64 + ((i * 7) % 5) as f64,
+                )
+            })
+            .collect();
+        (s, pts)
+    };
+    let (s1, p1) = series("s-rust", "rust", 90, 1.5);
+    store.save_series(&s1, &p1).await.unwrap();
+    let (s2, p2) = series("s-go", "go", 5, 1.0);
+    store.save_series(&s2, &p2).await.unwrap();
+    let job = AnalyzeJob(monitor.clone());
+    let out = job.run(at).await.unwrap();
+    assert_eq!(
+        out.counts["series_analysed"], 1,
+        "the 5-point series is too short"
+    );
+    assert_eq!(out.counts["trends_published"], 1);
+    let out = job.run(at).await.unwrap();
+    assert_eq!(
+        (
+            out.counts["series_analysed"],
+            out.counts["trends_published"]
+        ),
+        (0, 0),
+        "a series is analysed once"
+    );
+    let detected = market_events(&mut c, "market.trend.detected");
+    assert_eq!(detected.len(), 1);
+    assert_eq!(detected[0]["data"]["keywords"], json!(["rust"]));
+    assert_eq!(detected[0]["data"]["affected_users"], json!(["u1"]));
+    assert_eq!(detected[0]["data"]["trend_data"]["series_id"], "s-rust");
+}
