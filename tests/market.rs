@@ -475,6 +475,45 @@ async fn reddit_search_pages_by_after_and_obeys_the_rate_limit() {
     let c = items.iter().find(|i| i.item_key == "reddit|t3_c").unwrap();
     assert_eq!(c.competitors, vec!["Acme Corp"]);
 
+    // Engagement: relative to the subreddit's trailing median (five ordinary
+    // older posts, score 10 and 5 comments each).
+    for i in 0..5 {
+        let old = strategist::store::market::Item {
+            item_key: format!("reddit|t3_old{i}"),
+            source_id: "reddit:rust:rust".into(),
+            title: "older".into(),
+            link: None,
+            published_at_ms: Some(t0 - 5 * 86_400_000),
+            fetched_at_ms: t0 - 5 * 86_400_000,
+            keywords: vec![],
+            competitors: vec![],
+            community: Some("rust".into()),
+            score: Some(10),
+            comments: Some(5),
+        };
+        store.save_item(&old).await.unwrap();
+    }
+    let e = strategist::market::monitor::engagement(
+        &store,
+        "rust",
+        t0 - 2 * 3_600_000,
+        t0 + 3_600_000,
+        30,
+    )
+    .await
+    .unwrap();
+    let ln = |v: f64| (1.0 + v).ln();
+    let want = ((ln(120.0) + ln(40.0)) + (ln(0.0) + ln(2.0)) + (ln(3.0) + ln(1.0)))
+        / 3.0
+        / (ln(10.0) + ln(5.0));
+    assert!((e["rust"] - want).abs() < 1e-9, "{e:?} vs {want}");
+    let activity = store
+        .competitor_activity(&["Acme Corp".into(), "Globex".into()], t0, t0 + 1)
+        .await
+        .unwrap();
+    assert_eq!(activity["Acme Corp"], 1);
+    assert_eq!(activity["Globex"], 0);
+
     // Remaining hit 0 with a reset of 420 s: even past the interval (600 s would
     // not have passed anyway), nothing is asked before the reset.
     let before = server.requests("/r/").len();
@@ -601,6 +640,18 @@ fn tracking_collection_import_and_trends_through_the_api() {
     }
     let r = http(app.port, "GET", "/api/v1/market/keywords", &[], None);
     assert_eq!(r.status, 401);
+    let (_, doc) = app.get("/api/openapi.json");
+    let doc: Value = serde_json::from_str(&doc).unwrap();
+    for (method, path) in [
+        ("post", "/api/v1/market/keywords"),
+        ("get", "/api/v1/market/keywords"),
+        ("delete", "/api/v1/market/keywords/{keyword}"),
+        ("post", "/api/v1/market/series"),
+        ("get", "/api/v1/market/trends"),
+    ] {
+        let op = &doc["paths"][path][method];
+        assert!(!op["responses"]["401"].is_null(), "{method} {path}: {op}");
+    }
 
     let body = json!({"keyword": " Rust ", "competitors": ["Acme Corp"], "feeds": [feeds.url("/rss.xml")]});
     let r = call(&app, "POST", "/api/v1/market/keywords", &alice, Some(&body));

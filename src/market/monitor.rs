@@ -395,3 +395,33 @@ pub async fn analyze_keyword(
     tracing::info!(trend_id = %row.trend_id, direction, changed, "market trend analysed");
     Ok(Some(changed))
 }
+
+/// Engagement of `keyword` in [`since_ms`, `until_ms`): per subreddit its posts
+/// came from, their mean log-damped engagement over that subreddit's median of
+/// the `trailing_days` before the period (1.0: ordinary for the community).
+pub async fn engagement(
+    store: &Store,
+    keyword: &str,
+    since_ms: i64,
+    until_ms: i64,
+    trailing_days: i64,
+) -> Result<std::collections::BTreeMap<String, f64>, StoreError> {
+    let mut out = std::collections::BTreeMap::new();
+    for community in store.communities(keyword).await? {
+        let posts = store
+            .reddit_engagement(&community, Some(keyword), since_ms, until_ms)
+            .await?;
+        let trailing = store
+            .reddit_engagement(
+                &community,
+                None,
+                since_ms - trailing_days * 86_400_000,
+                since_ms,
+            )
+            .await?;
+        if let Some(e) = super::reddit::relative_engagement(&posts, &trailing) {
+            out.insert(community, e);
+        }
+    }
+    Ok(out)
+}

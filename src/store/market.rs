@@ -371,6 +371,86 @@ impl Store {
             .collect()
     }
 
+    /// (score, comments) of the Reddit items of `community` published in
+    /// [`since_ms`, `until_ms`), and only those naming `keyword` when given.
+    pub async fn reddit_engagement(
+        &self,
+        community: &str,
+        keyword: Option<&str>,
+        since_ms: i64,
+        until_ms: i64,
+    ) -> Result<Vec<(i64, i64)>, StoreError> {
+        let rows = self
+            .db
+            .query_all_raw(self.stmt(
+                "SELECT keywords, score, comments FROM market_items
+                 WHERE community = $1 AND published_at_ms >= $2 AND published_at_ms < $3
+                   AND score IS NOT NULL",
+                vec![community.into(), since_ms.into(), until_ms.into()],
+            ))
+            .await?;
+        let mut out = Vec::new();
+        for r in &rows {
+            let kws = strings(&r.try_get::<String>("", "keywords")?);
+            if keyword.is_none_or(|k| kws.iter().any(|x| x == k)) {
+                out.push((
+                    r.try_get::<Option<i64>>("", "score")?.unwrap_or(0),
+                    r.try_get::<Option<i64>>("", "comments")?.unwrap_or(0),
+                ));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The subreddits items of `keyword` came from.
+    pub async fn communities(&self, keyword: &str) -> Result<Vec<String>, StoreError> {
+        let rows = self
+            .db
+            .query_all_raw(self.stmt(
+                "SELECT DISTINCT community, keywords FROM market_items WHERE community IS NOT NULL",
+                vec![],
+            ))
+            .await?;
+        let mut out = Vec::new();
+        for r in &rows {
+            let kws = strings(&r.try_get::<String>("", "keywords")?);
+            if kws.iter().any(|k| k == keyword) {
+                out.push(r.try_get::<String>("", "community")?);
+            }
+        }
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+
+    /// Competitor activity: per competitor in `competitors`, the items fetched in
+    /// [`since_ms`, `until_ms`) that name it.
+    pub async fn competitor_activity(
+        &self,
+        competitors: &[String],
+        since_ms: i64,
+        until_ms: i64,
+    ) -> Result<std::collections::BTreeMap<String, u64>, StoreError> {
+        let rows = self
+            .db
+            .query_all_raw(self.stmt(
+                "SELECT competitors FROM market_items
+                 WHERE fetched_at_ms >= $1 AND fetched_at_ms < $2 AND competitors <> '[]'",
+                vec![since_ms.into(), until_ms.into()],
+            ))
+            .await?;
+        let mut out: std::collections::BTreeMap<String, u64> =
+            competitors.iter().map(|c| (c.clone(), 0)).collect();
+        for r in &rows {
+            for c in strings(&r.try_get::<String>("", "competitors")?) {
+                if let Some(n) = out.get_mut(&c) {
+                    *n += 1;
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Stores a whole series with its points.
     pub async fn save_series(&self, s: &Series, points: &[(i64, f64)]) -> Result<(), StoreError> {
         let txn = self.db.begin().await?;
