@@ -358,6 +358,63 @@ async fn throttled_blocked_and_html_feeds_collect_nothing_and_wait() {
     assert_eq!(server.requests("/challenge").len(), 2);
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_gzipped_latin1_rss_and_a_json_feed_are_read() {
+    let db = TestDb::sqlite();
+    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/market");
+    let gz = std::fs::read(format!("{fixtures}/latin1.rss.gz")).unwrap();
+    let jf = std::fs::read(format!("{fixtures}/feed.json")).unwrap();
+    let server = Server::start(move |req, _| match req.path.as_str() {
+        "/z.rss"
+            if req
+                .headers
+                .get("accept-encoding")
+                .is_some_and(|v| v.contains("gzip")) =>
+        {
+            (
+                200,
+                vec![
+                    h("Content-Type", "application/rss+xml"),
+                    h("Content-Encoding", "gzip"),
+                ],
+                gz.clone(),
+            )
+        }
+        "/feed.json" => (
+            200,
+            vec![h("Content-Type", "application/feed+json")],
+            jf.clone(),
+        ),
+        _ => (406, vec![], vec![]),
+    });
+    let store = store(&db).await;
+    let mut t = tracking(
+        "u1",
+        "rust",
+        vec![server.url("/z.rss"), server.url("/feed.json")],
+    );
+    t.competitors = vec!["Initech".into()];
+    let src = FeedSource::new(&settings(600)).unwrap();
+    let run = src
+        .collect(&store, &[t], chrono::Utc::now().timestamp_millis())
+        .await
+        .unwrap();
+    assert_eq!((run.answered, run.new_items), (2, 3), "{run:?}");
+    let z = store
+        .items_since(&format!("feed:{}", server.url("/z.rss")), 0, 10)
+        .await
+        .unwrap();
+    assert_eq!(z[0].title, "Caf\u{e9} owners try Rust");
+    assert_eq!(z[0].keywords, vec!["rust"]);
+    let j = store
+        .items_since(&format!("feed:{}", server.url("/feed.json")), 0, 10)
+        .await
+        .unwrap();
+    let first = j.iter().find(|i| i.title == "Rust in JSON Feed").unwrap();
+    assert_eq!(first.competitors, vec!["Initech"]);
+    assert_eq!(first.link.as_deref(), Some("https://j.example/1"));
+}
+
 fn listing(posts: &[(&str, &str, &str, i64, i64)], after: Option<&str>) -> Vec<u8> {
     let now = chrono::Utc::now().timestamp() as f64;
     let children: Vec<Value> = posts

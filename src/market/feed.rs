@@ -120,13 +120,22 @@ pub fn parse_feed(bytes: &[u8], content_type: &str) -> Result<Vec<Entry>, String
         .map(|e| {
             let title = e.title.map(|t| t.content).unwrap_or_default();
             let summary = e.summary.map(|t| t.content).unwrap_or_default();
+            // JSON Feed's content_text and Atom's content carry the text when
+            // there is no summary; capped, since only mentions are looked for.
+            let body: String = e
+                .content
+                .and_then(|c| c.body)
+                .unwrap_or_default()
+                .chars()
+                .take(20_000)
+                .collect();
             let link = e.links.first().map(|l| l.href.clone());
             let key = Some(e.id.trim().to_owned())
                 .filter(|k| !k.is_empty())
                 .or_else(|| link.as_deref().and_then(normalise_link));
             Entry {
                 key,
-                text: format!("{title}\n{summary}"),
+                text: format!("{title}\n{summary}\n{body}"),
                 title: title.trim().to_owned(),
                 link,
                 at_ms: e.published.or(e.updated).map(|t| t.timestamp_millis()),
