@@ -855,7 +855,7 @@ async fn bench_conditional_polls_per_minute() {
     }
     let secs = start.elapsed().as_secs_f64();
     println!(
-        "feed polling: {polled} conditional polls (90 % 304) in {secs:.2} s = {:.0} polls/minute, one at a time",
+        "feed polling: {polled} conditional polls (90 % 304) in {secs:.2} s = {:.0} polls/minute, at most 8 at a time",
         polled as f64 / secs * 60.0
     );
 }

@@ -14,6 +14,7 @@
 
 use std::time::{Duration, SystemTime};
 
+use futures_util::StreamExt as _;
 use futures_util::future::BoxFuture;
 use reqwest::StatusCode;
 use reqwest::header::{
@@ -292,9 +293,10 @@ impl FeedSource {
         let fresh_after = now_ms - (self.settings.freshness_hours * 3600 * 1000) as i64;
         let mut run = Run::default();
         let mut seen = std::collections::HashSet::new();
+        let mut due = Vec::new();
         for url in feeds {
             let id = format!("feed:{url}");
-            let mut state = store.source_state(&id).await?.unwrap_or(SourceState {
+            let state = store.source_state(&id).await?.unwrap_or(SourceState {
                 source_id: id.clone(),
                 kind: "feed".into(),
                 url: url.to_owned(),
@@ -302,10 +304,24 @@ impl FeedSource {
             });
             if state.next_poll_at_ms > now_ms {
                 run.skipped += 1;
-                continue;
+            } else {
+                due.push((url.to_owned(), state));
             }
-            run.due += 1;
-            let (poll, etag, modified) = self.poll(url, &state).await;
+        }
+        run.due = due.len() as u64;
+        // The network waits overlap (different hosts, mostly); what they give is
+        // stored one feed at a time, in URL order, so dedup is deterministic.
+        let mut polled: Vec<_> = futures_util::stream::iter(due)
+            .map(|(url, state): (String, SourceState)| async move {
+                let answer = self.poll(&url, &state).await;
+                (url, state, answer)
+            })
+            .buffer_unordered(self.settings.max_concurrent_polls.max(1))
+            .collect()
+            .await;
+        polled.sort_by(|a, b| a.0.cmp(&b.0));
+        for (url, mut state, (poll, etag, modified)) in polled {
+            let id = state.source_id.clone();
             state.last_polled_at_ms = Some(now_ms);
             state.next_poll_at_ms = now_ms + interval_ms;
             state.last_error = None;
@@ -326,7 +342,7 @@ impl FeedSource {
                     state.last_modified = modified;
                     let users: Vec<&Tracking> = tracking
                         .iter()
-                        .filter(|t| t.feeds.iter().any(|f| f == url))
+                        .filter(|t| t.feeds.iter().any(|f| *f == url))
                         .collect();
                     let keywords: Vec<String> = users.iter().map(|t| t.keyword.clone()).collect();
                     let competitors: Vec<String> =

@@ -33,6 +33,8 @@ pub struct MarketSettings {
     pub poll_interval_secs: u64,
     /// Longest wait for one answer, body included.
     pub request_timeout_ms: u64,
+    /// Most feeds polled at the same time.
+    pub max_concurrent_polls: usize,
     /// Largest feed body read.
     pub max_feed_bytes: usize,
     /// The longest a `Retry-After` may defer a source.
@@ -52,6 +54,7 @@ impl Default for MarketSettings {
         MarketSettings {
             poll_interval_secs: 900,
             request_timeout_ms: 10_000,
+            max_concurrent_polls: 8,
             max_feed_bytes: 5 * 1024 * 1024,
             max_retry_after_secs: 86_400,
             user_agent: concat!(
