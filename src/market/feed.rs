@@ -340,10 +340,8 @@ impl FeedSource {
                     state.last_status = Some(200);
                     state.etag = etag;
                     state.last_modified = modified;
-                    let users: Vec<&Tracking> = tracking
-                        .iter()
-                        .filter(|t| t.feeds.iter().any(|f| *f == url))
-                        .collect();
+                    let users: Vec<&Tracking> =
+                        tracking.iter().filter(|t| t.feeds.contains(&url)).collect();
                     let keywords: Vec<String> = users.iter().map(|t| t.keyword.clone()).collect();
                     let competitors: Vec<String> =
                         users.iter().flat_map(|t| t.competitors.clone()).collect();
