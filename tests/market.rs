@@ -157,6 +157,8 @@ fn settings(interval: u64) -> MarketSettings {
     MarketSettings {
         poll_interval_secs: interval,
         request_timeout_ms: 5000,
+        // The test servers are on 127.0.0.1.
+        allow_private_feeds: true,
         ..MarketSettings::default()
     }
 }
@@ -356,6 +358,15 @@ async fn throttled_blocked_and_html_feeds_collect_nothing_and_wait() {
     assert_eq!((run.due, run.skipped), (2, 1));
     assert_eq!(server.requests("/limited").len(), 1);
     assert_eq!(server.requests("/challenge").len(), 2);
+
+    // By default the server does not fetch its own network.
+    let guarded = FeedSource::new(&MarketSettings::default()).unwrap();
+    let t = vec![tracking("u2", "go", vec![server.url("/private")])];
+    let run = guarded.collect(&store, &t, t0).await.unwrap();
+    assert_eq!(run.failed, 1);
+    assert!(server.requests("/private").is_empty());
+    let st = state("/private").await;
+    assert!(st.last_error.unwrap().contains("private"));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -668,7 +679,13 @@ fn tracking_collection_import_and_trends_through_the_api() {
             rss_body.clone().into_bytes(),
         )
     });
-    let app = App::serve(&redis.url(), &[("STRATEGIST_AUTH_SECRET", SECRET)]);
+    let app = App::serve(
+        &redis.url(),
+        &[
+            ("STRATEGIST_AUTH_SECRET", SECRET),
+            ("STRATEGIST__MARKET__ALLOW_PRIVATE_FEEDS", "true"),
+        ],
+    );
     let (alice, bob) = (token("alice"), token("bob"));
 
     // Validation: 4xx JSON, naming the field.

@@ -62,7 +62,7 @@ fn check_list(field: &str, v: &[String]) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn tracking(caller: &Caller, req: TrackRequest) -> Result<Tracking, ApiError> {
+fn tracking(caller: &Caller, req: TrackRequest, allow_private: bool) -> Result<Tracking, ApiError> {
     let keyword =
         series::keyword(&req.keyword).map_err(|e| ApiError::invalid_field("keyword", e))?;
     check_list("competitors", &req.competitors)?;
@@ -88,6 +88,14 @@ fn tracking(caller: &Caller, req: TrackRequest) -> Result<Tracking, ApiError> {
             return Err(ApiError::invalid_field(
                 &format!("feeds[{i}]"),
                 "an http(s) URL of at most 2000 characters",
+            ));
+        }
+        if !allow_private
+            && !reqwest::Url::parse(f.trim()).is_ok_and(|u| crate::market::public_host(&u))
+        {
+            return Err(ApiError::invalid_field(
+                &format!("feeds[{i}]"),
+                "a private or loopback address cannot be polled",
             ));
         }
         feeds.push(f.trim().to_owned());
@@ -137,7 +145,11 @@ async fn track(
     caller: Caller,
     body: Body<TrackRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let t = tracking(&caller, body.into_inner())?;
+    let t = tracking(
+        &caller,
+        body.into_inner(),
+        state.settings.market.allow_private_feeds,
+    )?;
     let store = state.db.http()?;
     let mine = store.tracked(&caller.user_id).await?;
     if mine.len() >= MAX_KEYWORDS && !mine.iter().any(|m| m.keyword == t.keyword) {

@@ -152,15 +152,29 @@ fn header(h: &HeaderMap, name: reqwest::header::HeaderName) -> Option<String> {
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
 }
 
+/// At most 5 redirects, never to a private or loopback address unless allowed
+/// (a public feed must not bounce the server into its own network).
+fn redirects(allow_private: bool) -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(move |attempt| {
+        if !allow_private && !super::public_host(attempt.url()) {
+            attempt.error("redirect to a private or loopback address")
+        } else if attempt.previous().len() >= 5 {
+            attempt.error("more than 5 redirects")
+        } else {
+            attempt.follow()
+        }
+    })
+}
+
 impl FeedSource {
     /// A source with its own HTTP client (gzip, the configured User-Agent and
-    /// timeout, at most 5 redirects).
+    /// timeout, at most 5 redirects and none into a private network).
     pub fn new(settings: &MarketSettings) -> Result<FeedSource, SourceError> {
         crate::ai::http_call::install_crypto_provider();
         let client = reqwest::Client::builder()
             .user_agent(settings.user_agent.clone())
             .timeout(Duration::from_millis(settings.request_timeout_ms))
-            .redirect(reqwest::redirect::Policy::limited(5))
+            .redirect(redirects(settings.allow_private_feeds))
             .build()
             .map_err(|e| SourceError::Unavailable(format!("feed client: {e}")))?;
         Ok(FeedSource {
@@ -176,6 +190,19 @@ impl FeedSource {
         url: &str,
         state: &SourceState,
     ) -> (Poll, Option<String>, Option<String>) {
+        let allowed = reqwest::Url::parse(url)
+            .is_ok_and(|u| self.settings.allow_private_feeds || super::public_host(&u));
+        if !allowed {
+            let reason = "a private or loopback address (market.allow_private_feeds is off)";
+            return (
+                Poll::Failed {
+                    status: 0,
+                    reason: reason.into(),
+                },
+                None,
+                None,
+            );
+        }
         let mut req = self.client.get(url);
         if let Some(e) = &state.etag {
             req = req.header(IF_NONE_MATCH, e.as_str());
