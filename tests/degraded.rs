@@ -153,12 +153,7 @@ async fn a_slow_handler_crosses_once_and_recovers_once() {
     assert_eq!(events[0]["metric_name"], latency_key.as_str());
     assert_eq!(events[0]["threshold_value"], 100.0);
     assert!(events[0].get("recovered").is_none(), "{}", events[0]);
-    assert!(
-        !events[0]["suggested_actions"]
-            .as_array()
-            .unwrap()
-            .is_empty()
-    );
+    assert!(!events[0]["suggested_actions"].as_array().unwrap().is_empty());
     assert_eq!(events[0]["affected_services"][0], "slow");
     assert_eq!(events[1]["recovered"], true);
     engine.stop();
