@@ -8,7 +8,8 @@
 //!   publishes the recorded result again (same event id) instead of collecting
 //!   twice;
 //! - a trend is stored once per analysed series, and published only when the
-//!   keyword had no trend or its direction changed;
+//!   keyword had no trend or its direction changed, before it is stored (a failed
+//!   publish is retried by the next analysis, never lost);
 //! - logs carry ids and counts, never users' keywords' items or personal data.
 
 use std::sync::Arc;
@@ -367,7 +368,6 @@ pub async fn analyze_keyword(
         analysis: Value::Object(data.clone()),
         created_at_ms: now_ms(),
     };
-    store.save_trend(&row).await?;
     let changed = previous.is_none_or(|p| p.direction != direction);
     if changed {
         let ev = MarketTrendDetected {
@@ -392,6 +392,9 @@ pub async fn analyze_keyword(
             .await
             .map_err(|e| AnalyzeError::Publish(e.to_string()))?;
     }
+    // Stored after publishing: a failed publish leaves the series unanalysed, so
+    // the next run tries again (at least once, never lost).
+    store.save_trend(&row).await?;
     tracing::info!(trend_id = %row.trend_id, direction, changed, "market trend analysed");
     Ok(Some(changed))
 }
