@@ -287,6 +287,10 @@ impl RedditSource {
                     exhausted = true;
                     limit.next_poll_at_ms = now_ms + (reset.max(1.0) * 1000.0) as i64;
                 }
+                if status.as_u16() == 401 {
+                    // Revoked or expired early: the next search asks for a new one.
+                    *self.token.lock().await = None;
+                }
                 if !status.is_success() {
                     ok = false;
                     state.last_error = Some(format!("HTTP {}", status.as_u16()));
