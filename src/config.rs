@@ -86,6 +86,9 @@ pub struct Settings {
     pub briefings: crate::briefings::BriefingSettings,
     /// Retention of database rows (the `cleanupExpiredData` job).
     pub maintenance: crate::maintenance::MaintenanceSettings,
+    /// Market monitoring: feed polling, Reddit, trend thresholds.
+    #[serde(default)]
+    pub market: crate::market::MarketSettings,
 }
 
 /// `[redis]`

@@ -55,6 +55,7 @@ pub mod hooks;
 pub mod http;
 pub mod local_redis;
 pub mod maintenance;
+pub mod market;
 pub mod metrics;
 pub mod notify;
 pub mod pools;

@@ -3,9 +3,10 @@
 //! The pools and the types each one handles are fixed here; their sizes and retry
 //! settings come from `[pools.*]` in the configuration. `content-generator` runs the
 //! AI workers ([`crate::ai::workers`]); `file-processor`, `embedding-generator` and
-//! `search-indexer` the file pipeline ([`crate::files::workers`]); `notifier` the
-//! notifications ([`crate::notify::worker`]); the handlers of
-//! the pools whose work lands in later issues (market, briefings)
+//! `search-indexer` the file pipeline ([`crate::files::workers`]); `market-monitor`
+//! collection ([`crate::market::monitor`]); `notifier` the notifications
+//! ([`crate::notify::worker`]); `briefing-generator` the briefings; the handlers of
+//! the pools whose work lands in later issues
 //! still only record that the event reached them. Handlers log ids only: events about people carry
 //! personal data that never goes into logs.
 
@@ -103,6 +104,8 @@ pub struct Workers {
     pub notifier: Option<std::sync::Arc<crate::notify::worker::Notifier>>,
     /// briefing-generator.
     pub briefings: Option<std::sync::Arc<crate::briefings::generator::BriefingGenerator>>,
+    /// market-monitor.
+    pub market: Option<std::sync::Arc<crate::market::monitor::Monitor>>,
 }
 
 /// Builds every pool named in [`POOLS`] with its configured options and the
@@ -151,10 +154,13 @@ pub fn build(settings: &Settings, workers: &Workers) -> Result<Vec<Pool>, Config
                     );
                 }
             },
-            "market-monitor" => {
-                on!(p, "market-monitor", market::MarketDataCollectionStarted);
-                on!(p, "market-monitor", market::MarketDataCollected);
-            }
+            "market-monitor" => match &workers.market {
+                Some(m) => m.register(&mut p),
+                None => {
+                    absent::<market::MarketDataCollectionStarted>(&mut p);
+                    on!(p, "market-monitor", market::MarketDataCollected);
+                }
+            },
             "notifier" => match &workers.notifier {
                 Some(n) => n.register(&mut p),
                 None => absent::<notification::NotificationSendRequested>(&mut p),

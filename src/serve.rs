@@ -161,6 +161,11 @@ pub async fn run(mut settings: Settings, opts: ServeOptions) -> anyhow::Result<(
         Some(on_ai_dead_letter),
     )
     .with_span(telemetry::handler_span);
+    let monitor = Arc::new(crate::market::monitor::Monitor::new(
+        db.clone(),
+        publisher.clone(),
+        &settings.market,
+    )?);
     let workers = pools::Workers {
         ai: Some(ai_workers.clone()),
         files: Some(file_workers.clone()),
@@ -182,6 +187,7 @@ pub async fn run(mut settings: Settings, opts: ServeOptions) -> anyhow::Result<(
                 Arc::new(crate::briefings::market::NoMarketData),
             ),
         )),
+        market: Some(monitor.clone()),
     };
     let mut all: Vec<Pool> = pools::build(&settings, &workers)?;
     all.push(archiver::pool(
@@ -292,7 +298,7 @@ pub async fn run(mut settings: Settings, opts: ServeOptions) -> anyhow::Result<(
         let scheduler = crate::scheduler::Scheduler::new(
             db.clone(),
             &settings.scheduler,
-            scheduled_jobs(&settings, &db, &publisher, &embedders, &providers),
+            scheduled_jobs(&settings, &db, &publisher, &embedders, &providers, &monitor),
             format!(
                 "strategist@{}-{}",
                 strategist_actors::engine::hostname(),
@@ -419,8 +425,11 @@ fn scheduled_jobs(
     publisher: &Publisher,
     embedders: &Arc<Embedders>,
     providers: &Arc<Providers>,
+    monitor: &Arc<crate::market::monitor::Monitor>,
 ) -> Vec<Arc<dyn crate::scheduler::Job>> {
     vec![
+        Arc::new(crate::market::jobs::CollectJob(monitor.clone())),
+        Arc::new(crate::market::jobs::AnalyzeJob(monitor.clone())),
         Arc::new(crate::briefings::BriefingsJob::new(
             db.clone(),
             publisher.clone(),

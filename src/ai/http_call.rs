@@ -153,7 +153,7 @@ fn classify(status: StatusCode) -> StatusClass {
 
 /// A `Retry-After` value: delay-seconds, or an HTTP date (a date already past
 /// means now). `None` when it is neither.
-fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+pub(crate) fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     let value = value.trim();
     if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
         // Too many digits for a u64 still means "a very long time"; the cap applies

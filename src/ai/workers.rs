@@ -95,6 +95,42 @@ impl AiWorkers {
         }
     }
 
+    /// The caller's latest trends the consultation draws on, as (trend id, a line
+    /// of context): those whose keyword the query names, or all of them for a
+    /// trend analysis. Their ids become `market_data_referenced`.
+    async fn market_context(
+        &self,
+        user_id: &str,
+        query: &str,
+        session: SessionType,
+    ) -> Vec<(String, String)> {
+        let Ok(store) = self.db.get() else {
+            return Vec::new();
+        };
+        let trends = match store.user_trends(user_id).await {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!(error = %e, "market trends unavailable; answering without them");
+                return Vec::new();
+            }
+        };
+        let q = query.to_lowercase();
+        trends
+            .into_iter()
+            .filter(|t| session == SessionType::TrendAnalysis || q.contains(&t.keyword))
+            .map(|t| {
+                let line = format!(
+                    "Market trend for \"{}\": {} (confidence {:.2}, relative change {:.1} %)",
+                    t.keyword,
+                    t.direction,
+                    t.confidence,
+                    t.analysis["relative_change"].as_f64().unwrap_or(0.0) * 100.0
+                );
+                (t.trend_id, line)
+            })
+            .collect()
+    }
+
     /// Registers both handlers on `pool`.
     pub fn register(self: &Arc<Self>, pool: &mut strategist_actors::Pool) {
         let w = self.clone();
@@ -370,9 +406,13 @@ impl AiWorkers {
             Ok(p) => p,
             Err(e) => return Err(HandlerError::permanent(e)),
         };
-        let context = self
+        let mut context = self
             .context(&req.user_id, &req.contextual_core_id, &req.query)
             .await;
+        let market = self
+            .market_context(&req.user_id, &req.query, req.session_type)
+            .await;
+        context.extend(market.iter().map(|(_, line)| line.clone()));
         let prompt = Prompt {
             system: consultation_system_prompt(req.session_type),
             user: req.query.clone(),
@@ -418,7 +458,7 @@ impl AiWorkers {
             session_id: req.session_id.clone(),
             response: generation.text,
             confidence_score: confidence(provider.name(), context.len()),
-            market_data_referenced: Vec::new(),
+            market_data_referenced: market.into_iter().map(|(id, _)| id).collect(),
             ai_provider: provider.name().to_string(),
             tokens_used: generation
                 .input_tokens

@@ -18,6 +18,7 @@ mod events;
 mod files;
 mod health;
 mod limits;
+mod market;
 mod metrics;
 mod notifications;
 mod openapi;
@@ -123,7 +124,8 @@ fn app(
                 .configure(push::routes)
                 .configure(sagas::routes)
                 .configure(notifications::routes)
-                .configure(briefings::routes),
+                .configure(briefings::routes)
+                .configure(market::routes),
         )
         .split_for_parts();
     app.wrap(actix_web::middleware::from_fn(refuse_nul))

@@ -4,6 +4,7 @@
 use sea_orm_migration::prelude::*;
 
 mod m0009_contacts_push;
+mod m0010_market;
 mod m0011_scheduler_briefings;
 
 /// Every migration of the application.
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(M0007Files),
             Box::new(M0008Notifications),
             Box::new(m0009_contacts_push::M0009ContactsPush),
+            Box::new(m0010_market::M0010Market),
             Box::new(m0011_scheduler_briefings::M0011SchedulerBriefings),
         ]
     }

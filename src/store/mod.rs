@@ -19,6 +19,7 @@ pub mod dead_letters;
 pub mod entities;
 pub mod event_store;
 pub mod files;
+pub mod market;
 pub mod migration;
 pub mod notifications;
 pub mod preferences;
