@@ -98,12 +98,17 @@ fn set_weekly(app: &App, user: &str, zone: &str) -> Value {
     r.json()
 }
 
+/// Runs `f` on this test thread's one runtime: a database pool made in one call is
+/// used in the next, and its tasks must not belong to a runtime already dropped (on
+/// PostgreSQL that failed with "a Tokio context ... is being shutdown").
 fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(f)
+    thread_local! {
+        static RUNTIME: tokio::runtime::Runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+    }
+    RUNTIME.with(|rt| rt.block_on(f))
 }
 
 #[test]
