@@ -32,8 +32,8 @@ use crate::worker::{Restarts, Worker, WorkerFactory};
 pub struct EngineConfig {
     /// Key names (prefix).
     pub keys: Keys,
-    /// This process's consumer name prefix, `<host>-<pid>`; each router appends
-    /// `-<n>`.
+    /// This process's consumer name prefix, `<host>-<pid>`; worker `n` of pool
+    /// `p` reads as `<host>-<pid>-<p>-<n>`.
     pub consumer_prefix: String,
     /// Arbiter threads to spread actors over (one per core).
     pub arbiters: usize,
@@ -99,8 +99,9 @@ pub struct RouteInfo {
     pub stream: String,
     /// The consumer group.
     pub group: String,
-    /// This process's consumer name in the group.
-    pub consumer: String,
+    /// This process's consumer names in the group start with this: worker `n`
+    /// reads as `<consumer_prefix>-<n>`.
+    pub consumer_prefix: String,
     /// The event types it handles (`*` for all).
     pub types: Vec<String>,
     /// Its counters.
@@ -116,8 +117,9 @@ pub struct RouteSnapshot {
     pub stream: String,
     /// The consumer group.
     pub group: String,
-    /// This process's consumer name in the group.
-    pub consumer: String,
+    /// This process's consumer names in the group start with this: worker `n`
+    /// reads as `<consumer_prefix>-<n>`.
+    pub consumer_prefix: String,
     /// Its counters (and entries in flight now).
     pub stats: StatsSnapshot,
     /// Per event type: counts, processing time, latency, the sliding window.
@@ -161,7 +163,7 @@ impl EngineMetrics {
             .map(|r| RouteSnapshot {
                 stream: r.stream.clone(),
                 group: r.group.clone(),
-                consumer: r.consumer.clone(),
+                consumer_prefix: r.consumer_prefix.clone(),
                 stats: r.stats.snapshot(),
                 types: r.metrics.snapshot(),
             })
@@ -227,7 +229,7 @@ impl Engine {
         let mut n = 0usize;
         for pool in pools {
             for stream in pool.streams() {
-                let consumer = format!("{}-{n}", config.consumer_prefix);
+                let consumer_prefix = format!("{}-{}", config.consumer_prefix, pool.name);
                 let keys = Arc::new(GroupKeys {
                     sources: vec![
                         Source {
@@ -241,7 +243,7 @@ impl Engine {
                     ],
                     dlq_key: config.keys.dlq(stream),
                     group: pool.name.clone(),
-                    consumer: consumer.clone(),
+                    consumer_prefix: consumer_prefix.clone(),
                     dlq_maxlen: config.dlq_maxlen,
                 });
                 let backend = GroupBackend::new(shared.clone(), keys.clone());
@@ -293,7 +295,7 @@ impl Engine {
                 routes.push(RouteInfo {
                     stream: stream.to_owned(),
                     group: pool.name.clone(),
-                    consumer,
+                    consumer_prefix,
                     types: pool
                         .types_on(stream)
                         .into_iter()

@@ -42,11 +42,18 @@ pub(crate) struct GroupKeys {
     pub(crate) sources: Vec<Source>,
     pub(crate) dlq_key: String,
     pub(crate) group: String,
-    pub(crate) consumer: String,
+    /// `<host>-<pid>-<pool>`: worker `n`'s consumer is `<consumer_prefix>-<n>`.
+    pub(crate) consumer_prefix: String,
     pub(crate) dlq_maxlen: u64,
 }
 
 impl GroupKeys {
+    /// The consumer name of worker `n`: every worker owns what it runs in Redis,
+    /// so `XINFO CONSUMERS` shows who holds what.
+    pub(crate) fn consumer(&self, n: usize) -> String {
+        format!("{}-{n}", self.consumer_prefix)
+    }
+
     /// Which source an entry came from (by the key it was read from).
     pub(crate) fn source_of(&self, key: &str) -> usize {
         self.sources.iter().position(|s| s.key == key).unwrap_or(0)
@@ -89,32 +96,52 @@ impl GroupBackend {
         Ok(())
     }
 
-    /// Reads up to `count` new entries from every source, blocking up to
-    /// `block_ms`, on the router's own connection.
+    /// Reads new entries from every source on the router's own connection, for
+    /// each `(worker, count)` asked, as that worker's consumer. One ask may block up
+    /// to `block_ms`; several go in one pipeline without blocking (a backlog is
+    /// there to be shared out). Returns what each worker got.
     pub(crate) async fn read(
         &self,
         mut reader: MultiplexedConnection,
-        count: usize,
-        block_ms: u64,
-    ) -> RedisResult<Vec<Entry>> {
+        asks: &[(usize, usize)],
+        block_ms: Option<u64>,
+    ) -> RedisResult<Vec<(usize, Vec<Entry>)>> {
         let k = &self.keys;
-        let mut cmd = redis::cmd("XREADGROUP");
-        cmd.arg("GROUP")
-            .arg(&k.group)
-            .arg(&k.consumer)
-            .arg("COUNT")
-            .arg(count)
-            .arg("BLOCK")
-            .arg(block_ms)
-            .arg("STREAMS");
-        for src in &k.sources {
-            cmd.arg(&src.key);
+        let read_cmd = |worker: usize, count: usize| {
+            let mut cmd = redis::cmd("XREADGROUP");
+            cmd.arg("GROUP")
+                .arg(&k.group)
+                .arg(k.consumer(worker))
+                .arg("COUNT")
+                .arg(count);
+            if let Some(ms) = block_ms {
+                cmd.arg("BLOCK").arg(ms);
+            }
+            cmd.arg("STREAMS");
+            for src in &k.sources {
+                cmd.arg(&src.key);
+            }
+            for _ in &k.sources {
+                cmd.arg(">");
+            }
+            cmd
+        };
+        if let [(worker, count)] = asks {
+            let v = read_cmd(*worker, *count)
+                .query_async::<Value>(&mut reader)
+                .await?;
+            return Ok(vec![(*worker, redis_io::parse_stream_reply(v))]);
         }
-        for _ in &k.sources {
-            cmd.arg(">");
+        let mut pipe = redis::pipe();
+        for (worker, count) in asks {
+            pipe.add_command(read_cmd(*worker, *count));
         }
-        let v = cmd.query_async::<Value>(&mut reader).await?;
-        Ok(redis_io::parse_stream_reply(v))
+        let replies: Vec<Value> = pipe.query_async(&mut reader).await?;
+        Ok(asks
+            .iter()
+            .zip(replies)
+            .map(|((w, _), v)| (*w, redis_io::parse_stream_reply(v)))
+            .collect())
     }
 
     /// Acks `(source, id)` pairs in one round trip; how many Redis acked.
@@ -153,10 +180,12 @@ impl GroupBackend {
     }
 
     /// Copies the entry with `letter` (the `dlq_*` fields) to the dead letters and
-    /// acks it, atomically; `None` when this consumer does not own it (any more).
+    /// acks it, atomically; `None` when worker `owner`'s consumer does not own it
+    /// (any more).
     pub(crate) async fn dead_letter(
         mut self,
         source: usize,
+        owner: usize,
         entry: &Entry,
         letter: &[(&'static str, String)],
     ) -> RedisResult<Option<String>> {
@@ -167,7 +196,7 @@ impl GroupBackend {
         inv.arg(&k.group)
             .arg(&entry.id)
             .arg(k.dlq_maxlen)
-            .arg(&k.consumer);
+            .arg(k.consumer(owner));
         for (f, v) in &entry.fields {
             if !f.starts_with("dlq_") {
                 inv.arg(f).arg(v.as_slice());
@@ -180,20 +209,22 @@ impl GroupBackend {
     }
 
     /// Takes due retries and entries of silent consumers, up to `room`, from every
-    /// source, each scan going on from its cursor.
+    /// source, each scan going on from its cursor, for worker `owner`'s consumer.
     pub(crate) async fn claim(
         mut self,
+        owner: usize,
         cursors: Vec<String>,
         room: usize,
         min_idle_ms: u64,
         now_ms: i64,
     ) -> RedisResult<Vec<Claimed>> {
         let mut out = Vec::new();
+        let me = self.keys.consumer(owner);
         for (src, cursor) in self.keys.sources.iter().zip(cursors) {
             let mut inv = CLAIM.prepare_invoke();
             inv.key(&src.key).key(&src.retry_key);
             inv.arg(&self.keys.group)
-                .arg(&self.keys.consumer)
+                .arg(&me)
                 .arg(min_idle_ms)
                 .arg(room)
                 .arg(now_ms)
@@ -209,17 +240,18 @@ impl GroupBackend {
         Ok(out)
     }
 
-    /// Resets the idle time of the given entries of `source` that this consumer
-    /// still owns; returns those it does not own any more.
+    /// Resets the idle time of the given entries of `source` that worker
+    /// `owner`'s consumer still owns; returns those it does not own any more.
     pub(crate) async fn refresh(
         mut self,
         source: usize,
+        owner: usize,
         ids: Vec<String>,
     ) -> RedisResult<Vec<String>> {
         let mut inv = REFRESH.prepare_invoke();
         inv.key(&self.keys.sources[source].key)
             .arg(&self.keys.group)
-            .arg(&self.keys.consumer);
+            .arg(self.keys.consumer(owner));
         for id in &ids {
             inv.arg(id);
         }

@@ -19,21 +19,24 @@ use redis::aio::ConnectionManager;
 
 use crate::group::GroupBackend;
 
-/// What one router holds: entry id -> (source, since when).
+/// One held entry: its source, the worker whose consumer owns it, since when.
+type Held = (usize, usize, Instant);
+
+/// What one router holds: entry id -> [`Held`].
 #[derive(Default)]
 pub(crate) struct Leases {
-    held: Mutex<HashMap<String, (usize, Instant)>>,
+    held: Mutex<HashMap<String, Held>>,
 }
 
 impl Leases {
-    fn with<R>(&self, f: impl FnOnce(&mut HashMap<String, (usize, Instant)>) -> R) -> R {
+    fn with<R>(&self, f: impl FnOnce(&mut HashMap<String, Held>) -> R) -> R {
         // Every update is one insert or remove: a poisoned map is still consistent.
         f(&mut self.held.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
-    pub(crate) fn hold(&self, id: &str, source: usize) {
+    pub(crate) fn hold(&self, id: &str, source: usize, owner: usize) {
         self.with(|m| {
-            m.insert(id.to_owned(), (source, Instant::now()));
+            m.insert(id.to_owned(), (source, owner, Instant::now()));
         });
     }
 
@@ -47,13 +50,13 @@ impl Leases {
         self.with(HashMap::clear);
     }
 
-    /// Ids held at least `min_age`, per source.
-    fn due(&self, min_age: Duration) -> HashMap<usize, Vec<String>> {
-        let mut out: HashMap<usize, Vec<String>> = HashMap::new();
+    /// Ids held at least `min_age`, per (source, owner).
+    fn due(&self, min_age: Duration) -> HashMap<(usize, usize), Vec<String>> {
+        let mut out: HashMap<(usize, usize), Vec<String>> = HashMap::new();
         self.with(|m| {
-            for (id, (src, since)) in m.iter() {
+            for (id, (src, owner, since)) in m.iter() {
                 if since.elapsed() >= min_age {
-                    out.entry(*src).or_default().push(id.clone());
+                    out.entry((*src, *owner)).or_default().push(id.clone());
                 }
             }
         });
@@ -118,8 +121,8 @@ impl LeaseKeeper {
             let backend = table.backend.on(conn.clone());
             let fut = async move {
                 let mut lost = Vec::new();
-                for (src, ids) in due {
-                    lost.extend(backend.clone().refresh(src, ids).await?);
+                for ((src, owner), ids) in due {
+                    lost.extend(backend.clone().refresh(src, owner, ids).await?);
                 }
                 Ok::<_, redis::RedisError>(lost)
             };

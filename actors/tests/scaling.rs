@@ -102,3 +102,79 @@ async fn growing_runs_more_at_once_and_shrinking_drains_without_loss() {
     assert_eq!((stats.workers, stats.handled, stats.failed), (1, 16, 0));
     engine.stop();
 }
+
+/// `XINFO CONSUMERS` of the group: (name, pending).
+fn consumers(c: &mut redis::Connection, stream: &str, group: &str) -> Vec<(String, u64)> {
+    let rows: Vec<std::collections::HashMap<String, redis::Value>> = redis::cmd("XINFO")
+        .arg("CONSUMERS")
+        .arg(stream)
+        .arg(group)
+        .query(c)
+        .unwrap();
+    rows.iter()
+        .map(|r| {
+            let name = match &r["name"] {
+                redis::Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
+                v => panic!("name {v:?}"),
+            };
+            let pending = match &r["pending"] {
+                redis::Value::Int(n) => *n as u64,
+                v => panic!("pending {v:?}"),
+            };
+            (name, pending)
+        })
+        .collect()
+}
+
+#[actix_rt::test]
+async fn each_worker_owns_what_it_runs_under_its_own_consumer_name() {
+    let r = redis();
+    let probe = Arc::new(Probe {
+        now: AtomicUsize::new(0),
+        peak: AtomicUsize::new(0),
+        seen: Mutex::new(Vec::new()),
+    });
+    let mut p = pool(probe.clone(), 400);
+    p.options.workers = 3;
+    let engine = start(&r, vec![p]).await;
+    let mut c = conn(&r);
+    for i in 0..9 {
+        xadd_event(&mut c, STREAM, PING, &ping(i));
+    }
+    eventually_async(Duration::from_secs(5), "three handlers at once", || {
+        probe.now.load(Ordering::SeqCst) == 3
+    })
+    .await;
+    let prefix = format!(
+        "{}-elastic",
+        strategist_actors::EngineConfig::for_this_process().consumer_prefix
+    );
+    assert_eq!(engine.metrics().snapshot()[0].consumer_prefix, prefix);
+    let held = consumers(&mut c, STREAM, "elastic");
+    let mut names: Vec<&str> = held
+        .iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(s, _)| s.as_str())
+        .collect();
+    names.sort();
+    let want: Vec<String> = (0..3).map(|n| format!("{prefix}-{n}")).collect();
+    assert_eq!(
+        names, want,
+        "each of the three busy workers holds entries as its own consumer: {held:?}"
+    );
+    assert!(
+        held.iter().all(|(_, n)| *n <= 1),
+        "one worker, one entry at a time, no prefetch: {held:?}"
+    );
+    eventually_async(Duration::from_secs(20), "all nine handled", || {
+        probe.seen.lock().unwrap().len() == 9
+    })
+    .await;
+    eventually_async(Duration::from_secs(5), "nothing pending", || {
+        group(&mut c, STREAM, "elastic").pending == 0
+    })
+    .await;
+    let seen: HashSet<u64> = probe.seen.lock().unwrap().iter().copied().collect();
+    assert_eq!(seen.len(), 9, "each entry once");
+    engine.stop();
+}

@@ -134,7 +134,7 @@ impl Report {
             .map(|r| PoolMetrics {
                 stream_name: r.stream.clone(),
                 group: r.group.clone(),
-                consumer: r.consumer.clone(),
+                consumer_prefix: r.consumer_prefix.clone(),
                 workers: r.stats.workers,
                 restarts: r.stats.restarts,
                 in_flight: r.stats.in_flight,
@@ -248,8 +248,9 @@ pub struct PoolMetrics {
     pub stream_name: String,
     /// The pool (its consumer group).
     pub group: String,
-    /// This process's consumer name in the group.
-    pub consumer: String,
+    /// This process's consumers in the group: worker `n` is
+    /// `<consumer_prefix>-<n>` in `XINFO CONSUMERS`.
+    pub consumer_prefix: String,
     /// Workers behind the router now.
     pub workers: u64,
     /// Restarts of its workers and router since the process started.

@@ -44,11 +44,12 @@ impl Router {
         }));
     }
 
-    /// Moves an entry to `{stream}.dlq` and acks it, atomically.
+    /// Moves an entry of `source` to `{stream}.dlq` and acks it, atomically, as
+    /// worker `owner`'s consumer (which must own it).
     pub(super) fn dead_letter(
         &mut self,
         entry: Entry,
-        source: usize,
+        (source, owner): (usize, usize),
         reason: DeadLetterReason,
         error: String,
         envelope: Option<Envelope>,
@@ -60,7 +61,7 @@ impl Router {
         self.ops += 1;
         let backend = self.backend.clone();
         let fut = async move {
-            let res = backend.dead_letter(source, &entry, &letter).await;
+            let res = backend.dead_letter(source, owner, &entry, &letter).await;
             (res, entry)
         };
         ctx.spawn(actix::fut::wrap_future(fut).map(move |(res, entry), act: &mut Self, _| {

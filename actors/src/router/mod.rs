@@ -14,6 +14,9 @@
 //! - an entry is acked only after its handler succeeded, or after it was moved to
 //!   the dead letters in the same atomic step, or when it cannot ever run (trimmed,
 //!   or of a type this group does not handle);
+//! - every entry is owned in Redis by the consumer of the worker that runs it
+//!   (`<host>-<pid>-<pool>-<n>`): it is read or claimed for that worker, and waits
+//!   for its ordering key to run there;
 //! - at most `capacity` entries run or wait in workers' mailboxes; entries waiting
 //!   behind an ordering key do not count against it (they cannot run anyway) but
 //!   are bounded by `max_waiting`;
@@ -89,6 +92,8 @@ impl Route {
 struct InFlight {
     entry: Entry,
     source: usize,
+    /// The worker whose consumer owns it in Redis, and which runs it.
+    worker: usize,
     /// The worker running it and the handle that cancels the call; `None` while it
     /// waits for its key.
     running: Option<(usize, AbortHandle)>,
@@ -123,6 +128,14 @@ pub(crate) struct Router {
     factory: WorkerFactory,
     /// Entries running per worker.
     load: Vec<usize>,
+    /// Entries held per worker: running, or waiting for their key to run there.
+    held: Vec<usize>,
+    /// The last read came back full: more is waiting, so the next read shares it
+    /// out to every worker in one pipeline instead of blocking for one.
+    backlog: bool,
+    /// Where the search for the worker of the next blocking read starts, so
+    /// workers with equal room take turns.
+    next_reader: usize,
     in_flight: HashMap<String, InFlight>,
     /// How many of `in_flight` run (the rest wait for their key).
     running: usize,
@@ -165,6 +178,9 @@ impl Router {
             active: n,
             factory,
             load: vec![0; n],
+            held: vec![0; n],
+            backlog: false,
+            next_reader: 0,
             in_flight: HashMap::new(),
             running: 0,
             acks: Vec::new(),
@@ -209,6 +225,7 @@ impl Router {
             let i = self.workers.len();
             self.workers.push((self.factory)(i));
             self.load.push(0);
+            self.held.push(0);
         }
         if n != self.active {
             tracing::info!(router = %self.route.part, from = self.active, to = n, "workers resized");
@@ -219,13 +236,66 @@ impl Router {
         self.fill(ctx);
     }
 
-    /// Drops retired workers (beyond `active`) that run nothing any more, from the
+    /// Drops retired workers (beyond `active`) that hold nothing any more, from the
     /// end, so indexes of the others stay valid; a dropped worker's actor stops.
+    /// Not while a read or claim is under way: it may be bringing entries for them.
     fn shed_retired(&mut self) {
-        while self.workers.len() > self.active && self.load.last() == Some(&0) {
+        if self.reading || self.claiming {
+            return;
+        }
+        while self.workers.len() > self.active && self.held.last() == Some(&0) {
             self.workers.pop();
             self.load.pop();
+            self.held.pop();
         }
+    }
+
+    /// Room at worker `w`: entries it may still take into its mailbox.
+    fn free(&self, w: usize) -> usize {
+        let o = self.opts();
+        (o.concurrency + o.prefetch).saturating_sub(self.load[w])
+    }
+
+    /// The active worker with the most room, taking turns among equals.
+    fn roomiest(&mut self) -> usize {
+        let n = self.active.min(self.load.len()).max(1);
+        let start = self.next_reader % n;
+        let mut best = start;
+        for i in 1..n {
+            let w = (start + i) % n;
+            if self.free(w) > self.free(best) {
+                best = w;
+            }
+        }
+        self.next_reader = best + 1;
+        best
+    }
+
+    /// What to read for which worker, within `room`. With a backlog every worker
+    /// with room gets its share in one pipeline; otherwise one blocking read for
+    /// the roomiest worker of as many entries as it runs at once, so the start of
+    /// a burst is spread over the workers instead of queued at one.
+    fn asks(&mut self, room: usize) -> Vec<(usize, usize)> {
+        let (concurrency, read_count) = (self.opts().concurrency, self.opts().read_count);
+        if !self.backlog {
+            let w = self.roomiest();
+            let count = self.free(w).min(room).min(concurrency).min(read_count);
+            return if count > 0 {
+                vec![(w, count)]
+            } else {
+                Vec::new()
+            };
+        }
+        let mut left = room;
+        let mut asks = Vec::new();
+        for w in 0..self.active.min(self.load.len()) {
+            let count = self.free(w).min(left).min(read_count);
+            if count > 0 {
+                asks.push((w, count));
+                left -= count;
+            }
+        }
+        asks
     }
 
     /// Opens the blocking-read connection, retrying with backoff until it works.
@@ -293,22 +363,39 @@ impl Router {
         if room == 0 || (self.running > 0 && room < self.capacity() / 2) {
             return;
         }
+        let asks = self.asks(room);
+        if asks.is_empty() {
+            return;
+        }
         self.reading = true;
         let backend = self.backend.clone();
-        let (count, block) = (room.min(self.opts().read_count), self.opts().block_ms);
-        let fut = async move { backend.read(conn, count, block).await };
+        let block = (!self.backlog).then_some(self.opts().block_ms);
+        let asked: usize = asks.iter().map(|(_, n)| n).sum();
+        let fut = async move { backend.read(conn, &asks, block).await };
         ctx.spawn(
-            actix::fut::wrap_future(fut).map(|res, act: &mut Self, ctx| act.on_read(res, ctx)),
+            actix::fut::wrap_future(fut)
+                .map(move |res, act: &mut Self, ctx| act.on_read(res, asked, ctx)),
         );
     }
 
-    fn on_read(&mut self, res: Result<Vec<Entry>, RedisError>, ctx: &mut Context<Self>) {
+    fn on_read(
+        &mut self,
+        res: Result<Vec<(usize, Vec<Entry>)>, RedisError>,
+        asked: usize,
+        ctx: &mut Context<Self>,
+    ) {
         self.reading = false;
+        self.backlog = false;
         match res {
-            Ok(entries) => {
-                for entry in entries {
-                    self.dispatch(entry, ctx);
+            Ok(got) => {
+                let n: usize = got.iter().map(|(_, e)| e.len()).sum();
+                self.backlog = n >= asked;
+                for (worker, entries) in got {
+                    for entry in entries {
+                        self.dispatch(entry, worker, ctx);
+                    }
                 }
+                self.shed_retired();
                 self.fill(ctx);
             }
             Err(e) if e.code() == Some("NOGROUP") => {
@@ -349,9 +436,9 @@ impl Router {
         self.maybe_finish_drain();
     }
 
-    /// Decides what to do with one entry: run it, queue it behind its ordering key,
-    /// skip it, or set it aside.
-    fn dispatch(&mut self, entry: Entry, ctx: &mut Context<Self>) {
+    /// Decides what to do with one entry that worker `worker`'s consumer owns: run
+    /// it there, queue it behind its ordering key, skip it, or set it aside.
+    fn dispatch(&mut self, entry: Entry, worker: usize, ctx: &mut Context<Self>) {
         if self.in_flight.contains_key(&entry.id) {
             return;
         }
@@ -365,7 +452,7 @@ impl Router {
             Ok(env) => env,
             Err(e) => {
                 let reason = DeadLetterReason::InvalidEvent;
-                return self.dead_letter(entry, source, reason, e.to_string(), None, ctx);
+                return self.dead_letter(entry, (source, worker), reason, e.to_string(), None, ctx);
             }
         };
         // Only what this group handles is checked: a type it ignores (say, a newer
@@ -377,7 +464,7 @@ impl Router {
         let env = match self.check(env) {
             Ok(env) => env,
             Err((reason, error)) => {
-                return self.dead_letter(entry, source, reason, error, None, ctx);
+                return self.dead_letter(entry, (source, worker), reason, error, None, ctx);
             }
         };
         if entry.deliveries > self.opts().max_deliveries {
@@ -387,7 +474,7 @@ impl Router {
                 self.opts().max_deliveries
             );
             let reason = DeadLetterReason::MaxDeliveries;
-            return self.dead_letter(entry, source, reason, msg, Some(env), ctx);
+            return self.dead_letter(entry, (source, worker), reason, msg, Some(env), ctx);
         }
         let ordering_key =
             self.opts()
@@ -398,12 +485,16 @@ impl Router {
                     None => format!("{field}=<none>"),
                 });
         let id = entry.id.clone();
-        self.leases.hold(&id, source);
+        self.leases.hold(&id, source, worker);
+        if let Some(h) = self.held.get_mut(worker) {
+            *h += 1;
+        }
         self.in_flight.insert(
             id.clone(),
             InFlight {
                 entry,
                 source,
+                worker,
                 running: None,
                 started: Instant::now(),
                 event_type: env.event_type.clone(),
@@ -446,20 +537,19 @@ impl Router {
         }
     }
 
-    /// Hands a ready entry to the least loaded worker.
+    /// Hands a ready entry to the worker whose consumer owns it.
     fn run(&mut self, ready: Ready, ctx: &mut Context<Self>) {
         let Ready {
             id,
             envelope,
             handler,
         } = ready;
-        let worker = (0..self.active.min(self.load.len()))
-            .min_by_key(|i| self.load[*i])
-            .unwrap_or_default();
         let (abort, registration) = AbortHandle::new_pair();
         let Some(f) = self.in_flight.get_mut(&id) else {
             return;
         };
+        // A held entry keeps its worker alive (see shed_retired).
+        let worker = f.worker.min(self.workers.len().saturating_sub(1));
         if f.running.is_none() {
             self.running += 1;
             self.route
@@ -500,6 +590,9 @@ impl Router {
     fn take(&mut self, id: &str) -> Option<InFlight> {
         let f = self.in_flight.remove(id)?;
         self.leases.release(id);
+        if let Some(h) = self.held.get_mut(f.worker) {
+            *h = h.saturating_sub(1);
+        }
         if let Some((w, _)) = &f.running {
             self.running = self.running.saturating_sub(1);
             self.route
@@ -509,8 +602,8 @@ impl Router {
             if let Some(l) = self.load.get_mut(*w) {
                 *l = l.saturating_sub(1);
             }
-            self.shed_retired();
         }
+        self.shed_retired();
         Some(f)
     }
 
@@ -556,7 +649,7 @@ impl Router {
             Disposition::DeadLetter(reason, error) => {
                 RouteStats::add(&stats.failed, 1);
                 metrics.record(event_type, Attempt::Failed, took, published);
-                self.dead_letter(f.entry, f.source, reason, error, None, ctx);
+                self.dead_letter(f.entry, (f.source, f.worker), reason, error, None, ctx);
             }
         }
         if let Some(k) = key {
@@ -634,6 +727,8 @@ impl Supervised for Router {
         self.leases.clear();
         self.keys.clear();
         self.load.iter_mut().for_each(|l| *l = 0);
+        self.held.iter_mut().for_each(|h| *h = 0);
+        self.backlog = false;
     }
 }
 

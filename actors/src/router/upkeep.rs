@@ -23,8 +23,11 @@ impl Router {
         if room == 0 {
             return;
         }
+        // Claimed entries go to one worker's consumer and run there.
+        let owner = self.roomiest();
         self.claiming = true;
         let fut = self.backend.clone().claim(
+            owner,
             self.claim_cursors.clone(),
             room,
             self.opts().claim_idle_ms,
@@ -42,12 +45,13 @@ impl Router {
                         }
                         RouteStats::add(&act.route.stats.claimed, c.entries.len() as u64);
                         for e in c.entries {
-                            act.dispatch(e, ctx);
+                            act.dispatch(e, owner, ctx);
                         }
                     }
                 }
                 Err(e) => tracing::warn!(router = %act.route.part, error = %e, "claim failed"),
             }
+            act.shed_retired();
             act.maybe_finish_drain();
         }));
     }
