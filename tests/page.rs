@@ -70,8 +70,15 @@ struct Served {
 }
 
 fn serve() -> Served {
+    serve_with(&[])
+}
+
+/// As [`serve`], with more environment.
+fn serve_with(env: &[(&str, &str)]) -> Served {
     let redis = redis();
-    let app = App::serve(&redis.url(), &[("STRATEGIST_AUTH_SECRET", SECRET)]);
+    let mut all = vec![("STRATEGIST_AUTH_SECRET", SECRET)];
+    all.extend_from_slice(env);
+    let app = App::serve(&redis.url(), &all);
     let tokens = Tokens::new(SECRET).unwrap();
     let hour = Duration::from_secs(3600);
     Served {
@@ -294,4 +301,53 @@ fn the_page_shows_a_notification_published_from_outside_as_it_arrives() {
     ] {
         assert!(out.contains(step), "no {step:?} in:\n{out}");
     }
+}
+
+/// A briefing end to end: market rows (a trend, items with links) in the database,
+/// the user's weekly schedule set from the signed-in page's session, the scheduler
+/// (every second here) schedules the briefing, the generator writes it from the
+/// rows, the `briefing_ready` notification arrives live, and its link opens the
+/// briefing with the trend and an item's link.
+#[test]
+fn a_briefing_from_market_data_arrives_in_the_page_and_opens_with_the_trend() {
+    if !browser_available() {
+        return;
+    }
+    let db = TestDb::sqlite();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let store = rt
+        .block_on(strategist::store::Store::connect(&db.url))
+        .unwrap();
+    rt.block_on(store.migrate()).unwrap();
+    rt.block_on(common::market_seed::seed_market(&store));
+    let every_second = "* * * * * *";
+    let s = serve_with(&[
+        ("DATABASE_URL", db.url.as_str()),
+        ("STRATEGIST__SCHEDULER__TICK_MS", "100"),
+        ("STRATEGIST__SCHEDULER__JOBS__BRIEFINGS__CRON", every_second),
+        ("STRATEGIST__BRIEFINGS__WEEKLY_CRON", every_second),
+    ]);
+    let started = std::time::Instant::now();
+    let out = s.browser("briefing");
+    for step in [
+        "ok - briefing: a user signs in and the page goes live over /ws",
+        "ok - briefing: the user asks for weekly briefings",
+        "ok - briefing: the briefing_ready notification appears with its link",
+        "ok - briefing: the link opens the briefing with the trend and an item's link",
+        "ok - briefing: axe with the briefing shown",
+    ] {
+        assert!(out.contains(step), "no {step:?} in:\n{out}");
+    }
+    println!("briefing in the browser: {:?}", started.elapsed());
+    // What the page showed is what was stored: one briefing, from the seeded rows.
+    let stored = rt.block_on(store.briefings_of(USER, 10)).unwrap();
+    assert_eq!(stored.len(), 1);
+    assert!(
+        stored[0].content.contains("\"rising\""),
+        "{}",
+        stored[0].content
+    );
 }
