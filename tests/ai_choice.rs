@@ -12,11 +12,11 @@ use std::time::Duration;
 
 use common::server::Server;
 use common::*;
-use sea_orm::EntityTrait;
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::{Value, json};
 use strategist::auth::Tokens;
 use strategist::store::Store;
-use strategist::store::entities::model_benchmark;
+use strategist::store::entities::{content_draft, model_benchmark};
 
 const SECRET: &str = "ai-choice-test-secret";
 
@@ -157,4 +157,35 @@ fn a_request_naming_no_provider_goes_to_the_best_recent_benchmark() {
     // A successful run again: chosen again.
     seed(&rt, &store, vec![row("local", 0, 400.0, None)]);
     assert_eq!(generate(&app, None)["ai_provider"], "local");
+
+    // A request event from another service naming no provider: the worker chooses.
+    let mut c = conn(&redis);
+    xadd_event(
+        &mut c,
+        "ai.events",
+        "ai.content.generation.requested",
+        &json!({
+            "request_id": "req-from-elsewhere",
+            "user_id": "alice",
+            "contextual_core_id": "core-1",
+            "content_type": "social_post",
+            "prompt_template": "social_post",
+            "ai_provider": "",
+            "max_tokens": 100,
+            "variables": {"topic": "x", "audience": "y"}
+        })
+        .to_string(),
+    );
+    let mut found = None;
+    eventually(Duration::from_secs(20), "the worker's draft", || {
+        found = rt
+            .block_on(
+                content_draft::Entity::find()
+                    .filter(content_draft::Column::RequestId.eq("req-from-elsewhere"))
+                    .one(&store.db),
+            )
+            .unwrap();
+        found.is_some()
+    });
+    assert_eq!(found.unwrap().ai_provider, "local");
 }
