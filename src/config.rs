@@ -258,10 +258,8 @@ pub struct AiSettings {
     pub templates: BTreeMap<String, TemplateSettings>,
     /// A content request naming no provider goes to the best one by the stored
     /// `updateModelBenchmarks` results (`crate::ai::choice`); off: the default.
-    #[serde(default)]
     pub choose_by_benchmarks: bool,
     /// Benchmarks older than this do not count.
-    #[serde(default = "default_benchmark_max_age_hours")]
     pub benchmark_max_age_hours: u64,
 }
 
@@ -286,9 +284,6 @@ pub struct ProviderSettings {
     pub max_retries: u32,
 }
 
-fn default_benchmark_max_age_hours() -> u64 {
-    192
-}
 fn default_provider_timeout() -> u64 {
     60_000
 }

@@ -137,11 +137,6 @@ impl Providers {
         self
     }
 
-    /// The default provider's name.
-    pub fn default_name(&self) -> &str {
-        &self.default
-    }
-
     /// Every provider's name.
     pub fn names(&self) -> Vec<String> {
         self.by_name.keys().cloned().collect()

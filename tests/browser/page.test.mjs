@@ -9,7 +9,7 @@
 //                 views, dead letters), `notify` (a notification published from
 //                 outside arrives live; needs the notifications routes and /ws),
 //                 `briefing` (the user's weekly schedule set; the briefing the
-//                 server writes from seeded market rows arrives and opens)
+//                 server writes from the stored market rows arrives and opens)
 //   CHROMIUM      the browser (default /usr/bin/chromium)
 //
 // Prints one `ok - ...` or `not ok - ...` line per step and `N passed, N failed`

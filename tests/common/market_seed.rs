@@ -1,20 +1,27 @@
 //! Market rows for the briefing tests (tests/briefings.rs, tests/page.rs): two
 //! users' tracking, trends and items inside last UTC week, before it and after it.
 
+use chrono::{DateTime, Utc};
 use serde_json::json;
+
+/// Last UTC calendar week, Monday 00:00 to Monday 00:00: the period of a weekly
+/// briefing in UTC run now.
+pub fn last_week() -> (DateTime<Utc>, DateTime<Utc>) {
+    use chrono::{Datelike, Duration as D, TimeZone};
+    let now = Utc::now();
+    let today = Utc.from_utc_datetime(&now.date_naive().and_hms_opt(0, 0, 0).unwrap());
+    let end = today - D::days(i64::from(now.weekday().num_days_from_monday()));
+    (end - D::days(7), end)
+}
 
 /// Market rows for two users: alice tracks `rust` (competitor Acme), bob tracks
 /// `golang` (competitor Globex); trends and items inside last UTC week, before it
 /// and after it. Returns the week [start, end).
-pub async fn seed_market(
-    store: &strategist::store::Store,
-) -> (chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>) {
-    use chrono::{Datelike, Duration as D, TimeZone, Utc};
+pub async fn seed_market(store: &strategist::store::Store) -> (DateTime<Utc>, DateTime<Utc>) {
+    use chrono::Duration as D;
     use strategist::store::market::{Item, Tracking, TrendRow};
     let now = Utc::now();
-    let today = Utc.from_utc_datetime(&now.date_naive().and_hms_opt(0, 0, 0).unwrap());
-    let end = today - D::days(i64::from(now.weekday().num_days_from_monday()));
-    let start = end - D::days(7);
+    let (start, end) = last_week();
     let inside = (start + D::days(3)).timestamp_millis();
     let before = (start - D::days(3)).timestamp_millis();
     let after = now.timestamp_millis();
