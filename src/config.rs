@@ -256,6 +256,11 @@ pub struct AiSettings {
     /// Prompt templates by name.
     #[serde(default)]
     pub templates: BTreeMap<String, TemplateSettings>,
+    /// A content request naming no provider goes to the best one by the stored
+    /// `updateModelBenchmarks` results (`crate::ai::choice`); off: the default.
+    pub choose_by_benchmarks: bool,
+    /// Benchmarks older than this do not count.
+    pub benchmark_max_age_hours: u64,
 }
 
 /// `[ai.providers.<name>]`

@@ -184,7 +184,9 @@ pub async fn run(mut settings: Settings, opts: ServeOptions) -> anyhow::Result<(
                 db.clone(),
                 publisher.clone(),
                 providers.clone(),
-                Arc::new(crate::briefings::market::NoMarketData),
+                Arc::new(crate::market::briefing_data::StoredMarketData::new(
+                    db.clone(),
+                )),
             ),
         )),
         market: Some(monitor.clone()),

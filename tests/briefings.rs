@@ -451,3 +451,101 @@ fn bench_briefing_from_schedule_to_notification() {
     );
     assert_eq!(lat.len(), n);
 }
+
+fn briefings_read_each_users_market_data(db: TestDb) {
+    use strategist::briefings::market::{CompetitorMove, Item, Trend};
+    use strategist::market::briefing_data::StoredMarketData;
+    let store = block_on(strategist::store::Store::connect(&db.url)).unwrap();
+    block_on(store.migrate()).unwrap();
+    let (start, end) = block_on(common::market_seed::seed_market(&store));
+
+    let alice = block_on(StoredMarketData::read(&store, "alice", start, end)).unwrap();
+    assert_eq!(
+        alice.trends,
+        vec![Trend {
+            keyword: "rust".into(),
+            direction: "rising".into(),
+            confidence: 0.97
+        }]
+    );
+    assert_eq!(
+        alice.competitor_moves,
+        vec![CompetitorMove {
+            competitor: "acme".into(),
+            summary: "Acme launches Rust tools".into(),
+            url: Some("https://news.example/acme-tools".into()),
+        }]
+    );
+    assert_eq!(
+        alice.items,
+        vec![
+            Item {
+                title: "Rust 2.0 ships".into(),
+                url: "https://news.example/rust-2".into()
+            },
+            Item {
+                title: "Acme launches Rust tools".into(),
+                url: "https://news.example/acme-tools".into()
+            },
+        ]
+    );
+    let bob = block_on(StoredMarketData::read(&store, "bob", start, end)).unwrap();
+    assert_eq!(bob.trends.len(), 1);
+    assert_eq!(bob.trends[0].keyword, "golang");
+    assert_eq!(bob.competitor_moves.len(), 1);
+    assert_eq!(bob.competitor_moves[0].competitor, "globex");
+    assert_eq!(bob.items.len(), 1);
+    assert_eq!(bob.items[0].url, "https://news.example/go-news");
+    let nobody = block_on(StoredMarketData::read(&store, "carol", start, end)).unwrap();
+    assert_eq!(nobody, Default::default());
+
+    // The server's briefing reads the same rows: alice's weekly briefing (UTC) of
+    // last week holds her trend and her items' links, none of bob's.
+    let redis = redis();
+    let app = serve(&redis, &db.url);
+    let mut c = conn(&redis);
+    set_weekly(&app, "alice", "UTC");
+    let mut notices = Vec::new();
+    eventually(Duration::from_secs(20), "alice's briefing", || {
+        notices = of_type(&mut c, "notification.events", "notification.send.requested");
+        !notices.is_empty()
+    });
+    assert_eq!(
+        notices[0].1["message"]["body"],
+        "\"rust\" is rising (confidence 97%)"
+    );
+    let url = notices[0].1["message"]["action_url"].as_str().unwrap();
+    let r = call(&app, "GET", &format!("/api/v1{url}"), "alice", None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let content = &r.json()["content"];
+    assert_eq!(content["trends"][0]["keyword"], "rust");
+    assert_eq!(content["trends"][0]["direction"], "rising");
+    assert_eq!(
+        content["notable_items"][0]["url"],
+        "https://news.example/rust-2"
+    );
+    assert_eq!(content["competitor_moves"][0]["competitor"], "acme");
+    assert!(
+        !r.body.contains("golang") && !r.body.contains("Globex"),
+        "{}",
+        r.body
+    );
+    let stored = block_on(store.briefings_of("alice", 10)).unwrap();
+    assert_eq!(stored.len(), 1);
+    assert!(
+        stored[0]
+            .content
+            .contains("https://news.example/acme-tools")
+    );
+    assert_eq!(stored[0].period_start_ms, start.timestamp_millis());
+}
+
+#[test]
+fn briefings_read_each_users_market_data_on_sqlite() {
+    briefings_read_each_users_market_data(TestDb::sqlite());
+}
+
+#[test]
+fn briefings_read_each_users_market_data_on_postgres() {
+    briefings_read_each_users_market_data(TestDb::postgres());
+}

@@ -8,12 +8,11 @@
 
 mod common;
 
-use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
-use std::sync::{Arc, Mutex};
+use std::io::{Read, Write};
+use std::sync::Arc;
 use std::time::Duration;
 
+use common::server::Server;
 use common::*;
 use serde_json::{Value, json};
 use strategist::auth::Tokens;
@@ -23,92 +22,6 @@ use strategist::market::reddit::RedditSource;
 use strategist::market::source::Source;
 use strategist::store::Store;
 use strategist::store::market::Tracking;
-
-/// One request as the server saw it.
-#[derive(Debug, Clone)]
-struct Seen {
-    path: String,
-    headers: HashMap<String, String>,
-}
-
-type Answer = (u16, Vec<(String, String)>, Vec<u8>);
-
-/// A local HTTP/1.1 server: `answer(request, how many times this path was asked
-/// before)` gives the status, headers and body.
-struct Server {
-    port: u16,
-    seen: Arc<Mutex<Vec<Seen>>>,
-}
-
-impl Server {
-    fn start(answer: impl Fn(&Seen, usize) -> Answer + Send + Sync + 'static) -> Server {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
-        let log = seen.clone();
-        let answer = Arc::new(answer);
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(mut stream) = stream else { continue };
-                let (log, answer) = (log.clone(), answer.clone());
-                std::thread::spawn(move || {
-                    let mut r = BufReader::new(stream.try_clone().unwrap());
-                    let mut line = String::new();
-                    if r.read_line(&mut line).is_err() {
-                        return;
-                    }
-                    let path = line.split_whitespace().nth(1).unwrap_or("").to_owned();
-                    let mut headers = HashMap::new();
-                    loop {
-                        let mut h = String::new();
-                        if r.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
-                            break;
-                        }
-                        if let Some((k, v)) = h.split_once(':') {
-                            headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_owned());
-                        }
-                    }
-                    let len: usize = headers
-                        .get("content-length")
-                        .and_then(|v| v.parse().ok())
-                        .unwrap_or(0);
-                    let mut body = vec![0; len];
-                    r.read_exact(&mut body).ok();
-                    let req = Seen { path, headers };
-                    let before = {
-                        let mut l = log.lock().unwrap();
-                        let n = l.iter().filter(|s| s.path == req.path).count();
-                        l.push(req.clone());
-                        n
-                    };
-                    let (status, hs, body) = answer(&req, before);
-                    let mut out = format!("HTTP/1.1 {status} X\r\nConnection: close\r\n");
-                    for (k, v) in hs {
-                        out.push_str(&format!("{k}: {v}\r\n"));
-                    }
-                    out.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
-                    stream.write_all(out.as_bytes()).ok();
-                    stream.write_all(&body).ok();
-                });
-            }
-        });
-        Server { port, seen }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-
-    fn requests(&self, path_prefix: &str) -> Vec<Seen> {
-        self.seen
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|s| s.path.starts_with(path_prefix))
-            .cloned()
-            .collect()
-    }
-}
 
 fn h(k: &str, v: &str) -> (String, String) {
     (k.to_owned(), v.to_owned())
@@ -906,6 +819,10 @@ async fn the_jobs_start_what_can_run_and_analyse_each_series_once() {
         .unwrap(),
     );
     assert!(matches!(monitor.reach(DataSource::Reddit), Reach::Off(_)));
+    assert!(
+        matches!(monitor.reach(DataSource::GoogleTrends), Reach::Off(why) if why.contains("api_key")),
+        "the Trends API is off without a key, and says so"
+    );
     let mut c = conn(&r);
 
     // Nothing tracked: nothing started.

@@ -7,6 +7,10 @@
 //! why and passes, so `cargo test` works on a machine without a browser; with `CI`
 //! set it fails instead (`.ci/run` installs them).
 //!
+//! `a_briefing_from_collected_market_data_...` runs a briefing end to end: a feed
+//! the test serves is collected, the signed-in page asks for weekly briefings, and
+//! the `briefing_ready` notification opens the briefing with the trend and links.
+//!
 //! `the_page_shows_a_notification_published_from_outside_as_it_arrives` needs the
 //! notifications routes and `/ws` (the `notify` branch): without them it fails,
 //! saying so, rather than skipping.
@@ -70,8 +74,15 @@ struct Served {
 }
 
 fn serve() -> Served {
+    serve_with(&[])
+}
+
+/// As [`serve`], with more environment.
+fn serve_with(env: &[(&str, &str)]) -> Served {
     let redis = redis();
-    let app = App::serve(&redis.url(), &[("STRATEGIST_AUTH_SECRET", SECRET)]);
+    let mut all = vec![("STRATEGIST_AUTH_SECRET", SECRET)];
+    all.extend_from_slice(env);
+    let app = App::serve(&redis.url(), &all);
     let tokens = Tokens::new(SECRET).unwrap();
     let hour = Duration::from_secs(3600);
     Served {
@@ -294,4 +305,137 @@ fn the_page_shows_a_notification_published_from_outside_as_it_arrives() {
     ] {
         assert!(out.contains(step), "no {step:?} in:\n{out}");
     }
+}
+
+/// Two entries of last week naming `rust`, one also naming Acme, as RSS 2.0.
+fn last_weeks_rss() -> String {
+    let (start, _) = common::market_seed::last_week();
+    let day = |d: i64| (start + chrono::Duration::days(d)).to_rfc2822();
+    format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?>
+<rss version="2.0"><channel><title>News</title><link>https://news.example/</link>
+<description>News</description>
+<item><title>Rust 2.0 ships</title><link>https://news.example/rust-2</link>
+<guid>https://news.example/rust-2</guid><pubDate>{}</pubDate>
+<description>The Rust release of the year.</description></item>
+<item><title>Acme launches Rust tools</title><link>https://news.example/acme-tools</link>
+<guid>https://news.example/acme-tools</guid><pubDate>{}</pubDate>
+<description>Acme enters the market.</description></item>
+</channel></rss>"#,
+        day(2),
+        day(3)
+    )
+}
+
+/// A briefing end to end: the user tracks `rust` (competitor Acme) with a feed the
+/// test serves; the first collection stores its entries; a trend of last week is in
+/// the trends table (analysis stamps the time it runs, so it is written directly);
+/// the browser, signed in as the user, sets the weekly schedule; the scheduler
+/// (every second here) schedules the briefing, the generator writes it from the
+/// stored rows, the `briefing_ready` notification arrives live, and its link opens
+/// the briefing with the trend and an item's link.
+#[test]
+fn a_briefing_from_collected_market_data_arrives_in_the_page_and_opens_with_the_trend() {
+    if !browser_available() {
+        return;
+    }
+    let started = std::time::Instant::now();
+    let rss = last_weeks_rss();
+    let feed = common::server::Server::start(move |req, _| {
+        if req.path == "/rss" {
+            let ty = ("Content-Type".to_owned(), "application/rss+xml".to_owned());
+            (200, vec![ty], rss.clone().into_bytes())
+        } else {
+            (404, vec![], vec![])
+        }
+    });
+    let db = TestDb::sqlite();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let store = rt
+        .block_on(strategist::store::Store::connect(&db.url))
+        .unwrap();
+    rt.block_on(store.migrate()).unwrap();
+    let (start, end) = common::market_seed::last_week();
+    rt.block_on(store.save_trend(&strategist::store::market::TrendRow {
+        trend_id: "trend-rust".into(),
+        keyword: "rust".into(),
+        series_id: "series-rust".into(),
+        direction: "rising".into(),
+        confidence: 0.97,
+        analysis: serde_json::json!({}),
+        created_at_ms: (start + chrono::Duration::days(4)).timestamp_millis(),
+    }))
+    .unwrap();
+    let every_second = "* * * * * *";
+    let s = serve_with(&[
+        ("DATABASE_URL", db.url.as_str()),
+        ("STRATEGIST__MARKET__ALLOW_PRIVATE_FEEDS", "true"),
+        ("STRATEGIST__SCHEDULER__TICK_MS", "100"),
+        ("STRATEGIST__SCHEDULER__JOBS__BRIEFINGS__CRON", every_second),
+        ("STRATEGIST__BRIEFINGS__WEEKLY_CRON", every_second),
+    ]);
+    let auth = format!("Bearer {}", s.user);
+    let body = serde_json::json!({
+        "keyword": "rust",
+        "competitors": ["Acme"],
+        "feeds": [feed.url("/rss")],
+    })
+    .to_string();
+    let r = http(
+        s.app.port,
+        "POST",
+        "/api/v1/market/keywords",
+        &[
+            ("Authorization", &auth),
+            ("Content-Type", "application/json"),
+        ],
+        Some(&body),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let mut seen = Default::default();
+    eventually(
+        Duration::from_secs(20),
+        "the feed's entries collected",
+        || {
+            seen = rt
+                .block_on(strategist::market::briefing_data::StoredMarketData::read(
+                    &store, USER, start, end,
+                ))
+                .unwrap();
+            seen.items.len() == 2
+        },
+    );
+    assert_eq!(seen.competitor_moves.len(), 1, "{seen:?}");
+    assert_eq!(seen.trends.len(), 1, "{seen:?}");
+
+    let out = s.browser("briefing");
+    for step in [
+        "ok - briefing: a user signs in and the page goes live over /ws",
+        "ok - briefing: the user asks for weekly briefings",
+        "ok - briefing: the briefing_ready notification appears with its link",
+        "ok - briefing: the link opens the briefing with the trend and an item's link",
+        "ok - briefing: axe with the briefing shown",
+    ] {
+        assert!(out.contains(step), "no {step:?} in:\n{out}");
+    }
+    println!(
+        "briefing from collection to the browser: {:?}",
+        started.elapsed()
+    );
+    // What the page showed is what was stored: one briefing, from the collected rows.
+    let stored = rt.block_on(store.briefings_of(USER, 10)).unwrap();
+    assert_eq!(stored.len(), 1);
+    assert!(
+        stored[0].content.contains("\"rising\""),
+        "{}",
+        stored[0].content
+    );
+    assert!(
+        stored[0]
+            .content
+            .contains("https://news.example/acme-tools")
+    );
 }

@@ -13,10 +13,12 @@
 //!   draft stored and the completion published out, once per request event.
 //!
 //! [`Providers`] picks the backend a request names (`ai_provider`) or the configured
-//! default, and prices what it used.
+//! default (or, for content requests naming none, the best by stored benchmarks:
+//! [`choice`]), and prices what it used.
 
 pub mod anthropic;
 pub mod benchmarks;
+pub mod choice;
 pub(crate) mod http_call;
 pub mod offline;
 pub mod openai;
@@ -39,6 +41,10 @@ pub struct Providers {
     by_name: BTreeMap<String, Arc<dyn Provider>>,
     default: String,
     prices: BTreeMap<String, Price>,
+    /// Listed but unusable here (no key): never chosen by benchmarks.
+    unusable: std::collections::BTreeSet<String>,
+    /// Whether, and how, requests naming none are routed by benchmarks.
+    choice: choice::ChoiceSettings,
 }
 
 impl Providers {
@@ -54,6 +60,7 @@ impl Providers {
         key: impl Fn(&str) -> Option<String>,
     ) -> Result<Providers, String> {
         let mut by_name: BTreeMap<String, Arc<dyn Provider>> = BTreeMap::new();
+        let mut unusable = std::collections::BTreeSet::new();
         by_name.insert("offline".into(), Arc::new(offline::Offline));
         for (name, p) in &ai.providers {
             if name == "offline" {
@@ -70,6 +77,7 @@ impl Providers {
                     None => {
                         // Listed, but unusable here: refuse its requests at once with
                         // the fix, instead of calling the API without a key.
+                        unusable.insert(name.clone());
                         by_name.insert(
                             name.clone(),
                             Arc::new(Unconfigured {
@@ -105,6 +113,12 @@ impl Providers {
             by_name,
             default: ai.default_provider.clone(),
             prices: ai.prices.clone(),
+            unusable,
+            choice: choice::ChoiceSettings {
+                enabled: ai.choose_by_benchmarks,
+                max_age_ms: i64::try_from(ai.benchmark_max_age_hours.saturating_mul(3_600_000))
+                    .unwrap_or(i64::MAX),
+            },
         };
         if !p.by_name.contains_key(&p.default) {
             return Err(format!(
@@ -118,6 +132,7 @@ impl Providers {
 
     /// Adds (or replaces) a provider under its own name.
     pub fn with(mut self, provider: Arc<dyn Provider>) -> Self {
+        self.unusable.remove(provider.name());
         self.by_name.insert(provider.name().to_string(), provider);
         self
     }

@@ -189,7 +189,16 @@ impl AiWorkers {
             Ok(p) => p,
             Err(e) => return self.refuse_content(&ev, &request_json, e.to_string()).await,
         };
-        let provider = match self.providers.choose(&req.ai_provider) {
+        // A request naming no provider may be routed by the stored benchmarks.
+        let provider = match self
+            .providers
+            .choose_for_request(
+                &req.ai_provider,
+                Some(store),
+                chrono::Utc::now().timestamp_millis(),
+            )
+            .await
+        {
             Ok(p) => p,
             Err(e) => return self.refuse_content(&ev, &request_json, e).await,
         };

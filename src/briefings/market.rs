@@ -1,7 +1,8 @@
 //! What a briefing reads of the market: a small trait, so the briefing generator
 //! does not depend on the collection and trend tables (another part of the system
-//! fills them). [`NoMarketData`] is the default: a briefing still comes out, and
-//! says that nothing was collected.
+//! fills them). The server reads the market tables
+//! (`crate::market::briefing_data`); [`NoMarketData`] serves where there are none:
+//! a briefing still comes out, and says that nothing was collected.
 
 use chrono::{DateTime, Utc};
 use futures_util::future::BoxFuture;

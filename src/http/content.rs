@@ -228,9 +228,16 @@ async fn generate(
         }
     }
     let ai_provider = b.ai_provider.unwrap_or_default();
+    // Named here, so the event says which provider answers: when the request names
+    // none, the best by the stored benchmarks (else the default).
     let provider = state
         .providers
-        .choose(&ai_provider)
+        .choose_for_request(
+            &ai_provider,
+            state.db.try_get(),
+            chrono::Utc::now().timestamp_millis(),
+        )
+        .await
         .map_err(|e| ApiError::invalid_field("ai_provider", e))?;
     let cap = state.settings.ai.max_tokens_cap;
     let max_tokens = b.max_tokens.unwrap_or(1024.min(cap));

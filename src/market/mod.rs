@@ -6,8 +6,10 @@
 //! - [`source`]: the trait every source implements, run counts, the quality score;
 //! - [`feed`]: RSS/Atom/JSON Feed with conditional GET; [`reddit`]: Reddit search
 //!   through OAuth app-only credentials (off without them);
-//! - [`series`]: Google Trends CSV and JSON series import;
+//! - [`series`]: Google Trends CSV and JSON series import; [`google_trends`]: the
+//!   official Trends API (alpha) behind an API key (off without one);
 //! - [`trend`]: Mann–Kendall, Sen's slope, Hamed–Rao, bursts (pure);
+//! - [`briefing_data`]: what briefings read of the stored market data;
 //! - [`monitor`]: the pool's handlers, analysis and publishing; [`jobs`]: the
 //!   scheduler's `collect` and `analyze` jobs.
 //!
@@ -17,7 +19,9 @@
 
 use serde::Deserialize;
 
+pub mod briefing_data;
 pub mod feed;
+pub mod google_trends;
 pub mod jobs;
 pub mod monitor;
 pub mod reddit;
@@ -51,6 +55,8 @@ pub struct MarketSettings {
     pub min_relative_change: f64,
     /// Reddit (off while `client_id` is empty).
     pub reddit: reddit::RedditSettings,
+    /// The Google Trends API (off while `api_key` is empty).
+    pub google_trends: google_trends::GoogleTrendsSettings,
 }
 
 impl Default for MarketSettings {
@@ -71,6 +77,7 @@ impl Default for MarketSettings {
             freshness_hours: 72,
             min_relative_change: 0.1,
             reddit: reddit::RedditSettings::default(),
+            google_trends: google_trends::GoogleTrendsSettings::default(),
         }
     }
 }

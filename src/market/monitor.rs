@@ -21,6 +21,7 @@ use ulid::Ulid;
 
 use super::MarketSettings;
 use super::feed::FeedSource;
+use super::google_trends::GoogleTrendsSource;
 use super::reddit::RedditSource;
 use super::source::{Reach, Source};
 use super::trend::{self, Thresholds};
@@ -42,6 +43,7 @@ pub struct Monitor {
     pub settings: MarketSettings,
     feeds: FeedSource,
     reddit: Option<RedditSource>,
+    trends: Option<GoogleTrendsSource>,
 }
 
 fn now_ms() -> i64 {
@@ -49,7 +51,8 @@ fn now_ms() -> i64 {
 }
 
 impl Monitor {
-    /// The monitor with its sources (Reddit only with credentials).
+    /// The monitor with its sources (Reddit and the Trends API only with
+    /// credentials).
     pub fn new(
         db: Db,
         publisher: Publisher,
@@ -60,6 +63,7 @@ impl Monitor {
             publisher,
             feeds: FeedSource::new(settings)?,
             reddit: RedditSource::new(settings)?,
+            trends: GoogleTrendsSource::new(settings)?,
             settings: settings.clone(),
         })
     }
@@ -72,9 +76,10 @@ impl Monitor {
                 Some(r) => r.reach(),
                 None => Reach::Off("no [market.reddit] client_id and client_secret".into()),
             },
-            DataSource::GoogleTrends => Reach::Off(
-                "no Trends API credentials: import exports with POST /api/v1/market/series".into(),
-            ),
+            DataSource::GoogleTrends => match &self.trends {
+                Some(t) => t.reach(),
+                None => Reach::Off(super::google_trends::off_reason()),
+            },
         }
     }
 
@@ -159,7 +164,7 @@ impl Monitor {
         let source: Option<&dyn Source> = match req.data_source {
             DataSource::RssFeeds => Some(&self.feeds),
             DataSource::Reddit => self.reddit.as_ref().map(|r| r as &dyn Source),
-            DataSource::GoogleTrends => None,
+            DataSource::GoogleTrends => self.trends.as_ref().map(|t| t as &dyn Source),
         };
         let run = match source {
             Some(s) => match s.collect(store, &tracking, now).await {
@@ -232,13 +237,19 @@ impl Monitor {
         users.sort();
         users.dedup();
         let mut n = 0;
-        for source in [DataSource::RssFeeds, DataSource::Reddit] {
+        for source in [
+            DataSource::RssFeeds,
+            DataSource::Reddit,
+            DataSource::GoogleTrends,
+        ] {
             if self.reach(source) != Reach::Available {
                 continue;
             }
             let wanted = tracking.iter().any(|t| match source {
                 DataSource::RssFeeds => !t.feeds.is_empty(),
-                _ => !t.subreddits.is_empty(),
+                DataSource::Reddit => !t.subreddits.is_empty(),
+                // Every tracked keyword has an interest series.
+                DataSource::GoogleTrends => true,
             });
             if !wanted {
                 continue;

@@ -143,7 +143,7 @@ pub struct TrendRow {
     pub created_at_ms: i64,
 }
 
-fn strings(json: &str) -> Vec<String> {
+pub(super) fn strings(json: &str) -> Vec<String> {
     serde_json::from_str(json).unwrap_or_default()
 }
 
@@ -162,7 +162,23 @@ fn tracking(r: &QueryResult) -> Result<Tracking, StoreError> {
     })
 }
 
-fn trend_row(r: &QueryResult) -> Result<TrendRow, StoreError> {
+pub(super) fn item_row(r: &QueryResult) -> Result<Item, StoreError> {
+    Ok(Item {
+        item_key: r.try_get("", "item_key")?,
+        source_id: r.try_get("", "source_id")?,
+        title: r.try_get("", "title")?,
+        link: r.try_get("", "link")?,
+        published_at_ms: r.try_get("", "published_at_ms")?,
+        fetched_at_ms: r.try_get("", "fetched_at_ms")?,
+        keywords: strings(&r.try_get::<String>("", "keywords")?),
+        competitors: strings(&r.try_get::<String>("", "competitors")?),
+        community: r.try_get("", "community")?,
+        score: r.try_get("", "score")?,
+        comments: r.try_get("", "comments")?,
+    })
+}
+
+pub(super) fn trend_row(r: &QueryResult) -> Result<TrendRow, StoreError> {
     Ok(TrendRow {
         trend_id: r.try_get("", "trend_id")?,
         keyword: r.try_get("", "keyword")?,
@@ -175,7 +191,7 @@ fn trend_row(r: &QueryResult) -> Result<TrendRow, StoreError> {
 }
 
 impl Store {
-    fn stmt(&self, sql: &str, values: Vec<Value>) -> Statement {
+    pub(super) fn stmt(&self, sql: &str, values: Vec<Value>) -> Statement {
         Statement::from_sql_and_values(self.db.get_database_backend(), sql, values)
     }
 
@@ -352,23 +368,7 @@ impl Store {
                 vec![source_id.into(), since_ms.into(), (limit as i64).into()],
             ))
             .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(Item {
-                    item_key: r.try_get("", "item_key")?,
-                    source_id: r.try_get("", "source_id")?,
-                    title: r.try_get("", "title")?,
-                    link: r.try_get("", "link")?,
-                    published_at_ms: r.try_get("", "published_at_ms")?,
-                    fetched_at_ms: r.try_get("", "fetched_at_ms")?,
-                    keywords: strings(&r.try_get::<String>("", "keywords")?),
-                    competitors: strings(&r.try_get::<String>("", "competitors")?),
-                    community: r.try_get("", "community")?,
-                    score: r.try_get("", "score")?,
-                    comments: r.try_get("", "comments")?,
-                })
-            })
-            .collect()
+        rows.iter().map(item_row).collect()
     }
 
     /// (score, comments) of the Reddit items of `community` published in

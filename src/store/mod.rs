@@ -20,6 +20,7 @@ pub mod entities;
 pub mod event_store;
 pub mod files;
 pub mod market;
+pub mod market_period;
 pub mod migration;
 pub mod notifications;
 pub mod preferences;

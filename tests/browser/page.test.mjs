@@ -7,7 +7,9 @@
 //   ADMIN_TOKEN   an admin's token
 //   CASES         which cases to run, comma-separated: `admin` (sign-in, admin
 //                 views, dead letters), `notify` (a notification published from
-//                 outside arrives live; needs the notifications routes and /ws)
+//                 outside arrives live; needs the notifications routes and /ws),
+//                 `briefing` (the user's weekly schedule set; the briefing the
+//                 server writes from the stored market rows arrives and opens)
 //   CHROMIUM      the browser (default /usr/bin/chromium)
 //
 // Prints one `ok - ...` or `not ok - ...` line per step and `N passed, N failed`
@@ -335,6 +337,49 @@ async function notifyCase(browser) {
   await context.close();
 }
 
+/** Sets the user's weekly briefing schedule over the API, as the user. */
+async function scheduleWeekly() {
+  const res = await fetch(`${URL_}/api/v1/briefings/schedule`, {
+    method: 'PUT',
+    headers: { Authorization: `Bearer ${USER_TOKEN}`, 'Content-Type': 'application/json' },
+    body: JSON.stringify({ period: 'weekly', time_zone: 'UTC', contextual_core_id: 'core-1' }),
+  });
+  assert(res.status === 200, `PUT /api/v1/briefings/schedule: ${res.status} ${await res.text()}`);
+}
+
+async function briefingCase(browser) {
+  const c = new Case('briefing');
+  const { context, page, problems } = await openPage(browser);
+  const title = 'Your weekly briefing is ready';
+  await c.step('a user signs in and the page goes live over /ws', async () => {
+    await page.goto(`${URL_}/`);
+    await signIn(page, USER_TOKEN);
+    await page.waitForSelector('#notifications[data-live="true"]');
+  });
+  await c.step('the user asks for weekly briefings', scheduleWeekly);
+  const item = page.locator('#notification-list li.notification', { hasText: title });
+  await c.step('the briefing_ready notification appears with its link', async () => {
+    await item.waitFor();
+    const href = await item.locator('a.action').getAttribute('href');
+    assert(href && /\/briefings\/[0-9A-Z]{26}$/.test(href), `link: ${href}`);
+    assert((await item.textContent()).includes('"rust" is rising'), `item: ${await item.textContent()}`);
+  });
+  await c.step("the link opens the briefing with the trend and an item's link", async () => {
+    await item.locator('a.action').click();
+    await page.waitForSelector('#briefing:not([hidden])');
+    await page.waitForFunction(() => /rising/.test(document.querySelector('#briefing-body').textContent));
+    const text = await page.textContent('#briefing-body');
+    assert(text.includes('rust') && text.includes('0.97'), `the briefing says: ${text}`);
+    assert(!text.includes('golang'), `another user's keyword shown: ${text}`);
+    const link = page.locator('#briefing-body a[href="https://news.example/rust-2"]');
+    assert((await link.count()) === 1, 'no link to the notable item');
+    assert((await link.textContent()) === 'Rust 2.0 ships', `link text: ${await link.textContent()}`);
+  });
+  await c.step('axe with the briefing shown', async () => axe(page, 'briefing'));
+  await c.step('no CSP violation and no script error', async () => assert(problems.length === 0, problems.join(' | ')));
+  await context.close();
+}
+
 const browser = await chromium.launch({
   executablePath: CHROMIUM,
   headless: true,
@@ -345,6 +390,7 @@ try {
   for (const name of CASES) {
     if (name === 'admin') await adminCase(browser);
     else if (name === 'notify') await notifyCase(browser);
+    else if (name === 'briefing') await briefingCase(browser);
     else {
       console.log(`not ok - unknown case ${name}`);
       failed += 1;

@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 
 pub use strategist::local_redis::LocalRedis;
 
+pub mod market_seed;
 pub mod samples;
+pub mod server;
 
 /// A private Redis for one test.
 pub fn redis() -> LocalRedis {
