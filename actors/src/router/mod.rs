@@ -298,7 +298,10 @@ impl Router {
         asks
     }
 
-    /// Opens the blocking-read connection, retrying with backoff until it works.
+    /// Opens the blocking-read connection, and the connection for acks, scripts and
+    /// claims, retrying with backoff until both work. Both are opened here, so
+    /// their I/O runs on this router's arbiter: an ack does not wait for a thread
+    /// that publishes or serves HTTP.
     fn connect(&mut self, ctx: &mut Context<Self>) {
         if self.connecting || self.draining {
             return;
@@ -318,7 +321,12 @@ impl Router {
                     .get_multiplexed_async_connection_with_config(&cfg)
                     .await?;
                 let id: i64 = redis::cmd("CLIENT").arg("ID").query_async(&mut c).await?;
-                Ok::<_, RedisError>((c, id))
+                let ops_cfg = redis::aio::ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(Duration::from_secs(5)))
+                    .set_response_timeout(Some(Duration::from_secs(30)));
+                let ops =
+                    redis::aio::ConnectionManager::new_with_config(client.clone(), ops_cfg).await?;
+                Ok::<_, RedisError>((c, id, ops))
             }
         };
         let fut = open
@@ -335,7 +343,8 @@ impl Router {
         ctx.spawn(actix::fut::wrap_future(fut).map(|res, act: &mut Self, ctx| {
             act.connecting = false;
             match res {
-                Ok((conn, id)) => {
+                Ok((conn, id, ops)) => {
+                    act.backend = act.backend.on(ops);
                     act.reader = Some(conn);
                     act.reader_id = Some(id);
                     act.health.up(&act.route.part);
