@@ -71,7 +71,11 @@ run() { # processes streams label
   done
   local report
   local per_stream=$(( rate / $(tr ',' '\n' <<<"$streams" | wc -l) ))
-  report=$("$bin" load --rate "$per_stream" --seconds "$secs" --streams "$streams" 2>/dev/null)
+  if ! report=$("$bin" load --rate "$per_stream" --seconds "$secs" --streams "$streams" 2>"$tmp/load.log"); then
+    stop_serves
+    echo "| $n | $label | load failed: $(grep '^error' "$tmp/load.log" | tail -1) |"
+    return 0
+  fi
   stop_serves
   python3 - "$n" "$label" "$streams" "$report" <<'PY'
 import json, sys
@@ -94,7 +98,7 @@ echo "load: ${secs} s at ${rate}/s offered (split over the streams); event store
 echo
 echo "| processes | streams | events | published/s | handled/s | drain after the load (slowest group) |"
 echo "|---|---|---|---|---|---|"
-for n in 1 2 3; do
-  run "$n" system.events one
-  run "$n" "$all" seven
+for n in ${PROCESSES:-1 2 3}; do
+  [ "${STREAMS:-both}" != seven ] && run "$n" system.events one
+  [ "${STREAMS:-both}" != one ] && run "$n" "$all" seven
 done

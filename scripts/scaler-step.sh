@@ -67,9 +67,10 @@ while :; do
     lpid=$!
     loaded=1
   fi
+  # `load` keeps running after publishing to time the drain: the phase is by clock.
   phase=idle
-  if [ "$loaded" = 1 ] && kill -0 "$lpid" 2>/dev/null; then phase=load; fi
-  [ "$loaded" = 1 ] && [ "$phase" = idle ] && [ -z "$idle_since" ] && idle_since=$t
+  if [ "$t" -ge 5 ] && [ "$t" -lt $((5 + secs)) ]; then phase=load; fi
+  [ "$loaded" = 1 ] && [ "$t" -ge $((5 + secs)) ] && [ -z "$idle_since" ] && idle_since=$t
   read -r backlog desired workers _ <<<"$(row)"
   printf '| %s | %s | %s | %s | %s |\n' "$t" "$phase" "$backlog" "$desired" "$workers"
   # Done when back at the minimum after the load, or after two minutes.

@@ -35,7 +35,12 @@ fn a_ready_server_answers_0() {
         app.get("/readyz").0 == 200
     });
     let out = healthcheck(&format!("http://127.0.0.1:{}/readyz", app.port));
-    assert_eq!(out.status.code(), Some(0), "{}", stderr_lines(&out).join("\n"));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        stderr_lines(&out).join("\n")
+    );
     assert!(out.stderr.is_empty(), "{}", stderr_lines(&out).join("\n"));
 }
 

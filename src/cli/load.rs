@@ -119,7 +119,15 @@ pub async fn run(settings: &Settings, args: LoadArgs) -> anyhow::Result<LoadRepo
         }
         if elapsed >= next_sample {
             next_sample += Duration::from_secs(1);
-            let now = sample(&conn, &keys, &args.streams).await?;
+            // A Redis starved of CPU by the load may not answer XINFO in time: skip
+            // that second rather than lose the run.
+            let now = match sample(&conn, &keys, &args.streams).await {
+                Ok(now) => now,
+                Err(e) => {
+                    eprintln!("t={:>3}s sample skipped: {e:#}", elapsed.as_secs());
+                    continue;
+                }
+            };
             // Nobody reads: a report would say "kept up" about no one.
             anyhow::ensure!(
                 !now.is_empty(),
@@ -150,13 +158,22 @@ pub async fn run(settings: &Settings, args: LoadArgs) -> anyhow::Result<LoadRepo
     }
     let published_in = start.elapsed();
     let end = Instant::now();
-    let at_end = sample(&conn, &keys, &args.streams).await?;
+    let at_end = sample(&conn, &keys, &args.streams)
+        .await
+        .unwrap_or_default();
     for (g, b) in &at_end {
         groups.entry(g.clone()).or_default().backlog_at_end = *b;
     }
     // How long each group takes to catch up.
     while end.elapsed() < Duration::from_secs(60) {
-        let now = sample(&conn, &keys, &args.streams).await?;
+        let now = match sample(&conn, &keys, &args.streams).await {
+            Ok(now) => now,
+            Err(e) => {
+                eprintln!("drain sample skipped: {e:#}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
         for (g, b) in &now {
             let e = groups.entry(g.clone()).or_default();
             if *b == 0 && e.drained_after_ms.is_none() {
