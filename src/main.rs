@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use strategist::cli::{bench, db, dlq, load, publish, schema, tail};
+use strategist::cli::{bench, db, dlq, healthcheck, load, publish, schema, tail};
 use strategist::config::Settings;
 use strategist_actors::DeadLetterFilter;
 
@@ -121,6 +121,16 @@ enum Command {
         /// The pid of the serve process whose memory to sample.
         #[arg(long)]
         pid: Option<u32>,
+    },
+    /// Asks a running `serve` whether it is ready (for a container HEALTHCHECK):
+    /// exit 0 when the URL answers 2xx, else one line on stderr and exit 1.
+    Healthcheck {
+        /// The readiness URL.
+        #[arg(long, env = "STRATEGIST_HEALTHCHECK_URL", default_value = healthcheck::DEFAULT_URL)]
+        url: String,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 3)]
+        timeout_secs: u64,
     },
     /// Measures throughput and latency against raw Redis.
     Bench {
@@ -249,6 +259,10 @@ enum SchemaCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // A probe every few seconds: no actix System, no telemetry, one request.
+    if let Command::Healthcheck { url, timeout_secs } = &cli.command {
+        return healthcheck_once(url, std::time::Duration::from_secs(*timeout_secs));
+    }
     let system = actix::System::new();
     let result = system.block_on(async {
         let telemetry = strategist::telemetry::init();
@@ -256,6 +270,22 @@ fn main() -> ExitCode {
         telemetry.shutdown().await;
         result
     });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", one_line(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `strategist healthcheck` on a small runtime of its own.
+fn healthcheck_once(url: &str, timeout: std::time::Duration) -> ExitCode {
+    let result = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|rt| rt.block_on(healthcheck::run(url, timeout)));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -392,6 +422,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let report = load::run(&settings()?, args).await?;
             println!("{}", serde_json::to_string_pretty(&report)?);
             Ok(())
+        }
+        Command::Healthcheck { url, timeout_secs } => {
+            healthcheck::run(&url, std::time::Duration::from_secs(timeout_secs)).await
         }
         Command::Bench {
             events,

@@ -4,6 +4,7 @@ pub mod bench;
 pub mod bench_observability;
 pub mod db;
 pub mod dlq;
+pub mod healthcheck;
 pub mod load;
 pub mod publish;
 pub mod schema;
