@@ -9,6 +9,12 @@ use strategist::cli::{bench, db, dlq, healthcheck, load, publish, schema, tail};
 use strategist::config::Settings;
 use strategist_actors::DeadLetterFilter;
 
+// glibc's malloc was a tenth of the bus's CPU in `perf` (the engine allocates
+// per entry: fields, envelope, JSON); mimalloc's thread-local free lists cost less
+// and keep RSS lower under many threads.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The Collective Strategist event system.
 #[derive(Parser)]
 #[command(name = "strategist", version, about)]
