@@ -11,7 +11,6 @@ use sea_orm::{
     ConnectOptions, Database, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
     SqliteTransactionMode, TransactionOptions, TransactionTrait,
 };
-use sea_orm_migration::MigratorTrait;
 
 pub mod ai;
 pub mod contacts;
@@ -21,6 +20,7 @@ pub mod event_store;
 pub mod files;
 pub mod market;
 pub mod market_period;
+mod migrate;
 pub mod migration;
 pub mod notifications;
 pub mod preferences;
@@ -67,6 +67,8 @@ pub enum StoreError {
 pub struct Store {
     /// The connection pool.
     pub db: DatabaseConnection,
+    /// The SQLite file, when it is one (its migration lock lives beside it).
+    sqlite_file: Option<std::path::PathBuf>,
 }
 
 impl Store {
@@ -118,12 +120,18 @@ impl Store {
         let db = Database::connect(opts)
             .await
             .map_err(|source| StoreError::Connect { url: shown, source })?;
-        Ok(Store { db })
+        let sqlite_file = url
+            .strip_prefix("sqlite://")
+            .map(|rest| rest.split('?').next().unwrap_or_default())
+            .filter(|p| !p.is_empty() && *p != ":memory:" && !p.starts_with("file::memory:"))
+            .map(std::path::PathBuf::from);
+        Ok(Store { db, sqlite_file })
     }
 
-    /// Applies every pending migration.
+    /// Applies every pending migration; processes started together take turns
+    /// (see [`migrate`]).
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        migration::Migrator::up(&self.db, None)
+        migrate::migrate(&self.db, self.sqlite_file.as_deref())
             .await
             .map_err(StoreError::Migrate)
     }
