@@ -102,6 +102,11 @@ pub struct RedisSettings {
     pub connect_timeout_ms: u64,
     /// Command timeout on the shared connection.
     pub response_timeout_ms: u64,
+    /// What a publish waits for: `master`, `replicas:N`, `aof` or `aof+replicas:N`
+    /// (see [`strategist_actors::Durability`]).
+    pub durability: String,
+    /// How long a durable publish waits for its confirmations.
+    pub durability_timeout_ms: u64,
 }
 
 /// `[database]`

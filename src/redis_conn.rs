@@ -67,6 +67,38 @@ pub async fn connect(
     Ok((client, conn))
 }
 
+/// The publisher of `[redis] durability`: on the shared connection by default; with
+/// a durability wait, on a connection of its own (`WAIT` blocks the connection it
+/// runs on), whose response timeout must outlast the wait.
+pub async fn publisher(
+    redis: &RedisSettings,
+    shared: redis::aio::ConnectionManager,
+    keys: &strategist_actors::Keys,
+    catalog: &std::sync::Arc<strategist_actors::Catalog>,
+) -> anyhow::Result<strategist_actors::Publisher> {
+    let durability: strategist_actors::Durability =
+        redis.durability.parse().map_err(anyhow::Error::msg)?;
+    if durability == strategist_actors::Durability::Master {
+        return Ok(strategist_actors::Publisher::new(
+            shared,
+            keys.clone(),
+            catalog.clone(),
+        ));
+    }
+    anyhow::ensure!(
+        redis.durability_timeout_ms < redis.response_timeout_ms,
+        "[redis] durability_timeout_ms ({}) must be below response_timeout_ms ({})",
+        redis.durability_timeout_ms,
+        redis.response_timeout_ms
+    );
+    let (_, own) = connect(redis).await?;
+    tracing::debug!(durability = %redis.durability, timeout_ms = redis.durability_timeout_ms, "publishes wait for durability");
+    Ok(
+        strategist_actors::Publisher::new(own, keys.clone(), catalog.clone())
+            .with_durability(durability, redis.durability_timeout_ms),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -104,7 +104,8 @@ pub async fn run(mut settings: Settings, opts: ServeOptions) -> anyhow::Result<(
     let (client, shared) = redis_conn::connect(&settings.redis).await?;
     let catalog = Arc::new(events::catalog());
     let keys = Keys::new(settings.redis.stream_prefix.clone());
-    let publisher = Publisher::new(shared.clone(), keys.clone(), catalog.clone())
+    let publisher = redis_conn::publisher(&settings.redis, shared.clone(), &keys, &catalog)
+        .await?
         .with_dedupe_window_ms(settings.publish.dedupe_window_ms)
         .with_trace_context(telemetry::current_trace_context);
     let streams: Vec<String> = events::streams::ALL.iter().map(|s| s.to_string()).collect();

@@ -426,3 +426,53 @@ fn dead_letters_alert_when_critical_and_are_managed_from_the_cli() {
     assert!(!bad_id.status.success());
     assert!(String::from_utf8_lossy(&bad_id.stderr).contains("not a dead-letter id"));
 }
+
+#[test]
+fn a_durable_publish_without_its_replica_and_a_bad_durability_are_one_line_each() {
+    let r = redis();
+    let dir = tempfile::tempdir().unwrap();
+    let run = |durability: &str| {
+        let cfg = dir.path().join(format!("d{}.toml", durability.len()));
+        std::fs::write(
+            &cfg,
+            format!("[redis]\ndurability = \"{durability}\"\ndurability_timeout_ms = 200\n"),
+        )
+        .unwrap();
+        Command::new(env!("CARGO_BIN_EXE_strategist"))
+            .args([
+                "publish",
+                "--type",
+                "system.bench.ping",
+                "--stream",
+                "system.events",
+            ])
+            .args(["--data", r#"{"seq":1,"sent_at_us":1}"#])
+            .env("REDIS_URL", r.url())
+            .env("STRATEGIST_CONFIG", &cfg)
+            .output()
+            .unwrap()
+    };
+    // No replica: the wait times out, the event is written all the same.
+    let out = run("replicas:1");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("confirmed by 0 of the 1 replicas") && err.trim().lines().count() == 1,
+        "{err}"
+    );
+    let mut c = conn(&r);
+    let len: u64 = redis::cmd("XLEN")
+        .arg("system.events")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(len, 1);
+
+    let out = run("fsync");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("durability `fsync`") && err.trim().lines().count() == 1,
+        "{err}"
+    );
+    assert!(run("master").status.success());
+}

@@ -84,7 +84,7 @@ pub use health::Health;
 pub use hooks::{DeadLetter, DeadLetterReason, Hooks};
 pub use keys::Keys;
 pub use pool::{Pool, PoolOptions, StartFrom, TypeOptions};
-pub use publisher::{PublishError, Published, Publisher};
+pub use publisher::{Durability, PublishError, Published, Publisher};
 pub use request::{PendingReply, Replies, RequestError};
 pub use retention::{RetentionKeeper, RetentionReport, RetentionStats, StreamRetention};
 pub use retry::{BackoffStrategy, RetryPolicy};

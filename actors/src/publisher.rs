@@ -48,6 +48,78 @@ pub enum PublishError {
     /// Redis answered something unexpected.
     #[error("unexpected reply from redis: {0}")]
     Reply(String),
+    /// The events were written to the master, but the durability asked for was not
+    /// confirmed in time; publishing again with the same event ids is safe with a
+    /// de-duplication window.
+    #[error(
+        "written, but confirmed by {got} of the {wanted} {what} asked for within {timeout_ms} ms"
+    )]
+    NotDurable {
+        /// `replicas` or `AOF fsyncs`.
+        what: &'static str,
+        /// How many were asked for.
+        wanted: u32,
+        /// How many confirmed.
+        got: u32,
+        /// The wait.
+        timeout_ms: u64,
+    },
+}
+
+/// How sure a publish is when it returns. Redis acknowledges a write once the
+/// master has it: replication is asynchronous, and the AOF is synced by its own
+/// policy; a failover to a lagging replica loses what it had not received.
+///
+/// ```
+/// use strategist_actors::Durability;
+/// let d: Durability = "replicas:1".parse().unwrap();
+/// assert_eq!(d, Durability::Replicas { replicas: 1 });
+/// assert_eq!("aof".parse::<Durability>().unwrap(), Durability::Aof { replicas: 0 });
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// The master's acknowledgement (Redis's default).
+    #[default]
+    Master,
+    /// Also `WAIT replicas`: that many replicas have the writes.
+    Replicas {
+        /// Replicas that must confirm.
+        replicas: u32,
+    },
+    /// Also `WAITAOF 1 replicas` (Redis 7.2+): the master's AOF, and that many
+    /// replicas' AOFs, have synced the writes to disk.
+    Aof {
+        /// Replicas whose AOF must confirm too.
+        replicas: u32,
+    },
+}
+
+impl std::str::FromStr for Durability {
+    type Err = String;
+
+    /// `master`, `replicas:N`, `aof` or `aof+replicas:N`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let n = |v: &str| {
+            v.parse::<u32>().ok().filter(|n| *n > 0).ok_or_else(|| {
+                format!("durability `{s}`: the replica count must be a number from 1")
+            })
+        };
+        match s.trim() {
+            "master" | "" => Ok(Durability::Master),
+            "aof" => Ok(Durability::Aof { replicas: 0 }),
+            other => {
+                if let Some(v) = other.strip_prefix("aof+replicas:") {
+                    Ok(Durability::Aof { replicas: n(v)? })
+                } else if let Some(v) = other.strip_prefix("replicas:") {
+                    Ok(Durability::Replicas { replicas: n(v)? })
+                } else {
+                    Err(format!(
+                        "durability `{s}`: expected master, replicas:N, aof or aof+replicas:N"
+                    ))
+                }
+            }
+        }
+    }
 }
 
 /// Publishes events. Cheap to clone; every clone shares one connection, whose
@@ -72,6 +144,9 @@ pub struct Publisher {
     /// Gives the current trace context (`traceparent`, `tracestate`) for events
     /// published without one.
     trace_context: Option<TraceContext>,
+    durability: Durability,
+    /// How long a durable publish waits for its confirmations.
+    durability_timeout_ms: u64,
 }
 
 /// Reads the current trace context as W3C `traceparent` and `tracestate`.
@@ -86,7 +161,20 @@ impl Publisher {
             catalog,
             dedupe_window_ms: 0,
             trace_context: None,
+            durability: Durability::Master,
+            durability_timeout_ms: 1000,
         }
+    }
+
+    /// Waits for `durability` (up to `timeout_ms`) before a publish returns: the
+    /// `WAIT` or `WAITAOF` goes in the same pipeline as the writes. It blocks this
+    /// publisher's connection meanwhile, so give a durable publisher a connection
+    /// of its own.
+    pub fn with_durability(mut self, durability: Durability, timeout_ms: u64) -> Self {
+        self.durability = durability;
+        // 0 would make WAIT block for ever.
+        self.durability_timeout_ms = timeout_ms.max(1);
+        self
     }
 
     /// Stamps events published without a `traceparent` with the current trace
@@ -175,7 +263,7 @@ impl Publisher {
 
     async fn send(&self, events: &[(&str, &Envelope)]) -> Result<Vec<Published>, PublishError> {
         let mut conn = self.conn.clone();
-        let replies = match self
+        let mut replies = match self
             .pipeline(events)
             .query_async::<Vec<Value>>(&mut conn)
             .await
@@ -194,6 +282,12 @@ impl Publisher {
             }
             other => other?,
         };
+        if self.durability != Durability::Master {
+            let reply = replies
+                .pop()
+                .ok_or_else(|| PublishError::Reply("no reply to the durability wait".into()))?;
+            self.check_durable(reply)?;
+        }
         // One reply per XADD, or one list per de-duplicating script call (one call
         // per run of events on the same stream).
         let mut flat = Vec::with_capacity(events.len());
@@ -231,7 +325,70 @@ impl Publisher {
             .collect()
     }
 
+    /// Reads the reply of `WAIT` (replicas that have the writes) or `WAITAOF`
+    /// (`[local, replicas]` that synced them).
+    fn check_durable(&self, reply: Value) -> Result<(), PublishError> {
+        let int = |v: &Value| match v {
+            Value::Int(n) => Ok((*n).max(0) as u32),
+            other => Err(PublishError::Reply(format!("{other:?}"))),
+        };
+        let timeout_ms = self.durability_timeout_ms;
+        match (self.durability, reply) {
+            (Durability::Replicas { replicas }, v) => {
+                let got = int(&v)?;
+                if got < replicas {
+                    return Err(PublishError::NotDurable {
+                        what: "replicas",
+                        wanted: replicas,
+                        got,
+                        timeout_ms,
+                    });
+                }
+            }
+            (Durability::Aof { replicas }, Value::Array(v)) if v.len() == 2 => {
+                let (local, got) = (int(&v[0])?, int(&v[1])?);
+                if local < 1 {
+                    return Err(PublishError::NotDurable {
+                        what: "AOF fsyncs on the master",
+                        wanted: 1,
+                        got: local,
+                        timeout_ms,
+                    });
+                }
+                if got < replicas {
+                    return Err(PublishError::NotDurable {
+                        what: "replica AOF fsyncs",
+                        wanted: replicas,
+                        got,
+                        timeout_ms,
+                    });
+                }
+            }
+            (_, other) => return Err(PublishError::Reply(format!("{other:?}"))),
+        }
+        Ok(())
+    }
+
     fn pipeline(&self, events: &[(&str, &Envelope)]) -> redis::Pipeline {
+        let mut pipe = self.writes(events);
+        match self.durability {
+            Durability::Master => {}
+            Durability::Replicas { replicas } => {
+                pipe.cmd("WAIT")
+                    .arg(replicas)
+                    .arg(self.durability_timeout_ms);
+            }
+            Durability::Aof { replicas } => {
+                pipe.cmd("WAITAOF")
+                    .arg(1)
+                    .arg(replicas)
+                    .arg(self.durability_timeout_ms);
+            }
+        }
+        pipe
+    }
+
+    fn writes(&self, events: &[(&str, &Envelope)]) -> redis::Pipeline {
         let mut pipe = redis::pipe();
         if self.dedupe_window_ms == 0 {
             for (stream, env) in events {

@@ -121,6 +121,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<BenchReport> {
         stream_prefix: format!("bench-{}:", ulid::Ulid::generate()),
         connect_timeout_ms: 5000,
         response_timeout_ms: 30_000,
+        durability: "master".into(),
+        durability_timeout_ms: 1000,
     };
     let (client, shared) = redis_conn::connect(&settings).await?;
     let mut by_consumers = Vec::new();

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use serde_json::Value;
-use strategist_actors::{Envelope, Keys, Publisher};
+use strategist_actors::{Envelope, Keys};
 
 use crate::config::Settings;
 use crate::{events, redis_conn};
@@ -38,12 +38,10 @@ pub async fn run(settings: &Settings, a: PublishArgs) -> anyhow::Result<(String,
     // Check before connecting, so a bad event never waits on Redis.
     catalog.check_publish(&a.stream, &env)?;
     let (_, conn) = redis_conn::connect(&settings.redis).await?;
-    let publisher = Publisher::new(
-        conn,
-        Keys::new(settings.redis.stream_prefix.clone()),
-        catalog,
-    )
-    .with_dedupe_window_ms(settings.publish.dedupe_window_ms);
+    let keys = Keys::new(settings.redis.stream_prefix.clone());
+    let publisher = redis_conn::publisher(&settings.redis, conn, &keys, &catalog)
+        .await?
+        .with_dedupe_window_ms(settings.publish.dedupe_window_ms);
     let p = publisher.publish(&a.stream, &env).await?;
     Ok((p.event_id.to_string(), p.entry_id))
 }
