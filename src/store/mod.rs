@@ -75,13 +75,18 @@ impl Store {
     /// Opens `url`, making the folder of a SQLite file when missing.
     pub async fn connect(url: &str) -> Result<Store, StoreError> {
         let shown = crate::redis_conn::redacted(url);
-        if let Some(rest) = url.strip_prefix("sqlite://") {
-            let path = rest.split('?').next().unwrap_or_default();
-            if !path.is_empty()
-                && path != ":memory:"
-                && let Some(dir) = std::path::Path::new(path)
-                    .parent()
-                    .filter(|d| !d.as_os_str().is_empty())
+        // The SQLite file, unless in memory: its folder is made here, and its
+        // migration lock lives beside it.
+        let sqlite_file = url
+            .strip_prefix("sqlite://")
+            .map(|rest| rest.split('?').next().unwrap_or_default())
+            .filter(|p| !p.is_empty() && *p != ":memory:" && !p.starts_with("file::memory:"))
+            .map(std::path::PathBuf::from);
+        if url.starts_with("sqlite://") {
+            if let Some(dir) = sqlite_file
+                .as_deref()
+                .and_then(std::path::Path::parent)
+                .filter(|d| !d.as_os_str().is_empty())
             {
                 std::fs::create_dir_all(dir).map_err(|source| StoreError::Folder {
                     path: dir.display().to_string(),
@@ -120,11 +125,6 @@ impl Store {
         let db = Database::connect(opts)
             .await
             .map_err(|source| StoreError::Connect { url: shown, source })?;
-        let sqlite_file = url
-            .strip_prefix("sqlite://")
-            .map(|rest| rest.split('?').next().unwrap_or_default())
-            .filter(|p| !p.is_empty() && *p != ":memory:" && !p.starts_with("file::memory:"))
-            .map(std::path::PathBuf::from);
         Ok(Store { db, sqlite_file })
     }
 
