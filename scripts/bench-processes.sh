@@ -11,6 +11,7 @@
 # 127.0.0.1:5432 as postgres (each run gets a fresh database), SQLite otherwise.
 #
 #   scripts/bench-processes.sh [seconds of load per run, default 10] [events/s offered, default 5000]
+#   CLUSTER=1 scripts/bench-processes.sh ...   # on a local 3-master, 3-replica Redis Cluster
 #
 # The offered rate is split over the loaded streams (all seven: rate/7 each), so
 # one stream and seven streams get the same number of events.
@@ -23,9 +24,37 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 bin=${STRATEGIST_BIN:-${CARGO_TARGET_DIR:-$here/target}/release/strategist}
 [ -x "$bin" ] || { echo "$bin is missing: cargo build --release" >&2; exit 1; }
 tmp=$(mktemp -d)
-rport=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
-redis-server --port "$rport" --save "" --appendonly no --dir "$tmp" --daemonize no >/dev/null 2>&1 &
-rpid=$!
+free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
+rpids=()
+if [ "${CLUSTER:-0}" = 1 ]; then
+  # Six nodes, each with its own folder and an explicit cluster bus port.
+  cports=()
+  for i in 1 2 3 4 5 6; do
+    p=$(free_port); b=$(free_port)
+    mkdir -p "$tmp/n$i"
+    redis-server --port "$p" --cluster-enabled yes --cluster-port "$b" \
+      --cluster-node-timeout 1000 --repl-diskless-sync-delay 0 \
+      --save "" --appendonly no --dir "$tmp/n$i" --daemonize no >/dev/null 2>&1 &
+    rpids+=($!)
+    cports+=("$p")
+  done
+  for p in "${cports[@]}"; do
+    for _ in $(seq 100); do redis-cli -p "$p" ping >/dev/null 2>&1 && break; sleep 0.05; done
+  done
+  redis-cli --cluster create $(printf '127.0.0.1:%s ' "${cports[@]}") --cluster-replicas 1 --cluster-yes >/dev/null
+  for p in "${cports[@]}"; do
+    for _ in $(seq 200); do redis-cli -p "$p" cluster info 2>/dev/null | grep -q cluster_state:ok && break; sleep 0.05; done
+  done
+  rport=${cports[0]}
+  redis_url="redis+cluster://$(printf '127.0.0.1:%s,' "${cports[@]}" | sed 's/,$//')"
+  flush() { for p in "${cports[@]}"; do redis-cli -p "$p" flushall >/dev/null 2>&1 || true; done; }
+else
+  rport=$(free_port)
+  redis-server --port "$rport" --save "" --appendonly no --dir "$tmp" --daemonize no >/dev/null 2>&1 &
+  rpids+=($!)
+  redis_url=redis://127.0.0.1:$rport
+  flush() { redis-cli -p "$rport" flushall >/dev/null; }
+fi
 pids=()
 stop_serves() {
   for p in "${pids[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
@@ -37,21 +66,21 @@ psql -h 127.0.0.1 -U postgres -d postgres -qAtc 'select 1' >/dev/null 2>&1 && pg
 dbs=()
 cleanup() {
   stop_serves
-  kill "$rpid" 2>/dev/null || true
+  for p in "${rpids[@]}"; do kill "$p" 2>/dev/null || true; done
   for d in "${dbs[@]:-}"; do
     [ -n "$d" ] && psql -h 127.0.0.1 -U postgres -d postgres -qc "DROP DATABASE IF EXISTS $d WITH (FORCE)" >/dev/null 2>&1 || true
   done
   rm -rf "$tmp"
 }
 trap cleanup EXIT
-export REDIS_URL=redis://127.0.0.1:$rport STRATEGIST_AUTH_SECRET=bench-secret RUST_LOG=warn \
+export REDIS_URL=$redis_url STRATEGIST_AUTH_SECRET=bench-secret RUST_LOG=warn \
   STRATEGIST__HEALTH__INTERVAL_MS=0 STRATEGIST__THRESHOLDS__INTERVAL_MS=0
 for _ in $(seq 100); do redis-cli -p "$rport" ping >/dev/null 2>&1 && break; sleep 0.05; done
 all=user.events,content.events,contextual.events,market.events,ai.events,notification.events,system.events
 
 run() { # processes streams label
   local n=$1 streams=$2 label=$3 db
-  redis-cli -p "$rport" flushall >/dev/null
+  flush
   if [ "$pg" = 1 ]; then
     db="strategist_bench_$$_${n}_${label}"
     psql -h 127.0.0.1 -U postgres -d postgres -qc "CREATE DATABASE $db" >/dev/null
@@ -94,7 +123,9 @@ PY
 
 db_kind=SQLite
 [ "$pg" = 1 ] && db_kind=PostgreSQL
-echo "load: ${secs} s at ${rate}/s offered (split over the streams); event store: $db_kind; $(nproc) cores"
+redis_kind="one redis-server"
+[ "${CLUSTER:-0}" = 1 ] && redis_kind="a 3-master, 3-replica cluster"
+echo "load: ${secs} s at ${rate}/s offered (split over the streams); event store: $db_kind; Redis: $redis_kind; $(nproc) cores"
 echo
 echo "| processes | streams | events | published/s | handled/s | drain after the load (slowest group) |"
 echo "|---|---|---|---|---|---|"

@@ -7,8 +7,7 @@
 
 use std::time::Duration;
 
-use strategist_actors::{Delivery, Handler, HandlerError, Health, Pool, PoolOptions};
-use tokio::sync::{mpsc, oneshot};
+use strategist_actors::{Batching, Delivery, Handler, Health, Pool, PoolOptions};
 
 use crate::database::{Db, PART};
 use crate::events::streams;
@@ -22,69 +21,48 @@ const BATCH: usize = 500;
 /// How long the writer waits for a batch to fill once it has one event.
 const LINGER: Duration = Duration::from_millis(5);
 
-type Job = (Archived, oneshot::Sender<Result<(), String>>);
-
-/// Starts the batch writer on the current actix System; returns the pool that feeds
-/// it.
-pub fn pool(db: Db, health: Health, mut options: PoolOptions) -> Pool {
+/// The archiver's pool: every call joins a batch, `writers` batches commit at once
+/// (see `database::parallel_writers`).
+pub fn pool(db: Db, health: Health, mut options: PoolOptions, writers: usize) -> Pool {
     // Archive events as published, valid for the catalog or not.
     options.validate_payloads = false;
-    let (tx, rx) = mpsc::channel::<Job>(BATCH * 4);
-    actix::spawn(writer(db, health, rx));
-    let mut pool = Pool::new(GROUP, options);
-    let handler = Handler::raw(move |d: Delivery| {
-        let tx = tx.clone();
+    let batching = Batching {
+        max: BATCH,
+        linger: LINGER,
+        parallel: writers,
+    };
+    let handler = Handler::batched(batching, move |batch: Vec<Delivery>| {
+        let (db, health) = (db.clone(), health.clone());
         async move {
-            let (done, wait) = oneshot::channel();
-            let job = Archived {
-                stream: d.stream,
-                entry_id: d.entry_id,
-                envelope: d.envelope,
+            let n = batch.len();
+            let events: Vec<Archived> = batch
+                .into_iter()
+                .map(|d| Archived {
+                    stream: d.stream,
+                    entry_id: d.entry_id,
+                    envelope: d.envelope,
+                })
+                .collect();
+            let store = match db.get() {
+                Ok(s) => s,
+                Err(e) => return vec![Err(e); n],
             };
-            tx.send((job, done))
-                .await
-                .map_err(|_| HandlerError::retryable("archiver writer stopped"))?;
-            match wait.await {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(e)) => Err(HandlerError::retryable(e)),
-                Err(_) => Err(HandlerError::retryable("archiver writer stopped")),
+            match store.archive(&events).await {
+                Ok(_) => {
+                    health.up(PART);
+                    vec![Ok(()); n]
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, count = n, "archiving failed; the events will be retried");
+                    health.down(PART, e.to_string());
+                    vec![Err(crate::database::retry(e)); n]
+                }
             }
         }
     });
+    let mut pool = Pool::new(GROUP, options);
     for s in streams::ALL {
         pool.handle_all(s, handler.clone());
     }
     pool
-}
-
-async fn writer(db: Db, health: Health, mut rx: mpsc::Receiver<Job>) {
-    while let Some(first) = rx.recv().await {
-        let mut batch = vec![first];
-        let deadline = tokio::time::Instant::now() + LINGER;
-        while batch.len() < BATCH {
-            match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some(job)) => batch.push(job),
-                _ => break,
-            }
-        }
-        let (events, waiters): (Vec<Archived>, Vec<_>) = batch.into_iter().unzip();
-        let result = match db.get() {
-            Ok(store) => store.archive(&events).await.map_err(|e| e.to_string()),
-            Err(e) => Err(e.to_string()),
-        };
-        match &result {
-            Ok(_) => {
-                if db.try_get().is_some() {
-                    health.up(PART);
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, count = events.len(), "archiving failed; the events will be retried");
-                health.down(PART, e.clone());
-            }
-        }
-        for w in waiters {
-            let _ = w.send(result.clone().map(|_| ()));
-        }
-    }
 }

@@ -465,6 +465,11 @@ pub struct StreamSettings {
     /// Never more entries than this (0: no cap).
     #[serde(default)]
     pub hard_cap: u64,
+    /// Redis streams the stream is split into, by a hash of its events' ordering
+    /// key (1: not split; see `strategist_actors::partition`). Limits above are of
+    /// the whole stream: each partition keeps its share.
+    #[serde(default)]
+    pub partitions: Option<u32>,
 }
 
 /// The design's worker scaling row of one pool.
@@ -571,6 +576,7 @@ impl Settings {
         for name in s.pool_names() {
             s.pool(&name)?;
         }
+        s.keys()?;
         let e = &s.embeddings;
         if e.chunk_chars == 0 {
             return Err(ConfigError::Invalid(
@@ -669,7 +675,28 @@ impl Settings {
             maxlen: pick(|s| s.maxlen),
             max_age_ms: pick(|s| s.max_age_ms),
             hard_cap: pick(|s| s.hard_cap),
+            partitions: Some(own.and_then(|s| s.partitions).unwrap_or(1)),
         }
+    }
+
+    /// The key builder of this configuration: the prefix and every stream's
+    /// partitions. Refuses a partition count of 0 or above 1024, and a partitioned
+    /// stream whose name ends in `:<digits>`, in one line naming the stream.
+    pub fn keys(&self) -> Result<strategist_actors::Keys, ConfigError> {
+        let mut keys = strategist_actors::Keys::new(self.redis.stream_prefix.clone());
+        if let Some(n) = self.streams.get("defaults").and_then(|d| d.partitions) {
+            return Err(ConfigError::Invalid(format!(
+                "streams.defaults.partitions = {n}: partitions are set per stream ([streams.\"<name>\"])"
+            )));
+        }
+        for (name, s) in self.streams.iter().filter(|(k, _)| *k != "defaults") {
+            if let Some(n) = s.partitions {
+                keys = keys.with_partitions(name, n).map_err(|e| {
+                    ConfigError::Invalid(format!("streams.\"{name}\".partitions: {e}"))
+                })?;
+            }
+        }
+        Ok(keys)
     }
 }
 
@@ -862,6 +889,38 @@ retry = { max_attempts = 5 }
             .unwrap_err()
             .to_string();
         assert!(e.contains("typo"), "{e}");
+    }
+
+    #[test]
+    fn partitions_are_per_stream_and_bad_counts_are_refused() {
+        let mut s = Settings::load(None, env(&[])).unwrap();
+        assert_eq!(s.keys().unwrap().partitions("user.events"), ["user.events"]);
+        let part = |n: u32| StreamSettings {
+            maxlen: 0,
+            max_age_ms: 0,
+            hard_cap: 0,
+            partitions: Some(n),
+        };
+        s.streams.insert("user.events".into(), part(4));
+        let keys = s.keys().unwrap();
+        assert_eq!(keys.partition_count("user.events"), 4);
+        assert_eq!(keys.partition_count("ai.events"), 1);
+        for (name, n, says) in [
+            ("user.events", 0, "out of range"),
+            ("user.events", 1025, "out of range"),
+            ("user.events:1", 2, "must not end in"),
+        ] {
+            let mut bad = s.clone();
+            bad.streams.insert(name.into(), part(n));
+            let e = bad.keys().unwrap_err().to_string();
+            assert!(
+                e.contains(says) && e.contains(name) && !e.contains('\n'),
+                "{e}"
+            );
+        }
+        let mut bad = s.clone();
+        bad.streams.get_mut("defaults").unwrap().partitions = Some(2);
+        assert!(bad.keys().is_err());
     }
 
     #[test]

@@ -87,6 +87,14 @@ impl Db {
     }
 }
 
+/// How many batches of one writer (archiver, projection) commit at once. PostgreSQL
+/// takes writers side by side, and one batch at a time leaves it waiting on round
+/// trips; SQLite has one write lock, and a second writer would only sleep in its
+/// busy handler.
+pub fn parallel_writers(url: &str) -> usize {
+    if url.starts_with("sqlite:") { 1 } else { 4 }
+}
+
 /// Turns a database error into a handler error: worth retrying.
 pub fn retry(e: StoreError) -> HandlerError {
     HandlerError::retryable(e)

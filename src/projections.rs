@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use strategist_actors::{
-    Delivery, Envelope, Event, EventType, Handler, Pool, PoolOptions, TypeOptions,
+    Batching, Delivery, Envelope, Event, EventType, Handler, Pool, PoolOptions, TypeOptions,
 };
 
 use crate::database::{self, Db};
@@ -26,7 +26,9 @@ pub const NAMES: [&str; 1] = [PROJECTION];
 
 /// The user-preferences projection's pool. Entries of one user run in order in a
 /// process; across processes the newest-write-wins rule keeps the result the same.
-pub fn user_preferences(db: Db, mut options: PoolOptions) -> Pool {
+/// `writers` batches commit at once (see `database::parallel_writers`): the ordering
+/// key keeps a user's events out of two batches at a time.
+pub fn user_preferences(db: Db, mut options: PoolOptions, writers: usize) -> Pool {
     for t in TYPES {
         options
             .types
@@ -39,7 +41,12 @@ pub fn user_preferences(db: Db, mut options: PoolOptions) -> Pool {
     let mut pool = Pool::new(PROJECTION, options);
     // One transaction for a whole batch; if it fails, each event alone, so that
     // one bad event fails by itself.
-    let handler = Handler::batch(BATCH, LINGER, move |batch: Vec<Delivery>| {
+    let batching = Batching {
+        max: BATCH,
+        linger: LINGER,
+        parallel: writers,
+    };
+    let handler = Handler::batched(batching, move |batch: Vec<Delivery>| {
         let db = db.clone();
         async move {
             let store = match db.get() {

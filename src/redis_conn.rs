@@ -1,8 +1,11 @@
-//! Opening the shared Redis connection with errors a person can act on.
+//! Opening the shared Redis connection with errors a person can act on. `REDIS_URL`
+//! names one server (`redis://`, `rediss://`) or a Redis Cluster
+//! (`redis+cluster://h:p,h:p` or `redis://h:p,redis://h:p`): see
+//! [`strategist_actors::RedisClient::open`].
 
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use strategist_actors::{Conn, ConnOptions, RedisClient};
 
 use crate::config::RedisSettings;
 
@@ -17,6 +20,12 @@ pub enum RedisConnectError {
         /// What the parser said.
         source: redis::RedisError,
     },
+    /// The key prefix would split a stream's keys over two cluster slots.
+    #[error(
+        "STRATEGIST_STREAM_PREFIX `{0}` contains `{{` or `}}`: on a Redis Cluster a stream \
+         and its `{{stream}}` companions would hash to different slots"
+    )]
+    BadPrefix(String),
     /// Nothing answered.
     #[error("cannot reach Redis at {url}: {source}")]
     Unreachable {
@@ -41,25 +50,27 @@ pub fn redacted(url: &str) -> String {
 
 /// Opens the client and the shared pipelined connection, failing fast (within the
 /// configured connect timeout) when Redis is not there.
-pub async fn connect(
-    s: &RedisSettings,
-) -> Result<(redis::Client, ConnectionManager), RedisConnectError> {
+pub async fn connect(s: &RedisSettings) -> Result<(RedisClient, Conn), RedisConnectError> {
     let url = redacted(&s.url);
-    let client =
-        redis::Client::open(s.url.as_str()).map_err(|source| RedisConnectError::BadUrl {
-            url: url.clone(),
-            source,
-        })?;
-    let cfg = ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(Duration::from_millis(s.connect_timeout_ms)))
-        .set_response_timeout(Some(Duration::from_millis(s.response_timeout_ms)))
-        .set_number_of_retries(1);
-    let mut conn = ConnectionManager::new_with_config(client.clone(), cfg)
-        .await
-        .map_err(|source| RedisConnectError::Unreachable {
-            url: url.clone(),
-            source,
-        })?;
+    let client = RedisClient::open(s.url.as_str()).map_err(|source| RedisConnectError::BadUrl {
+        url: url.clone(),
+        source,
+    })?;
+    let opts = ConnOptions {
+        connect_timeout: Duration::from_millis(s.connect_timeout_ms),
+        response_timeout: Duration::from_millis(s.response_timeout_ms),
+    };
+    if client.is_cluster() && s.stream_prefix.contains(['{', '}']) {
+        return Err(RedisConnectError::BadPrefix(s.stream_prefix.clone()));
+    }
+    let mut conn =
+        client
+            .shared(opts, Some(1))
+            .await
+            .map_err(|source| RedisConnectError::Unreachable {
+                url: url.clone(),
+                source,
+            })?;
     redis::cmd("PING")
         .query_async::<String>(&mut conn)
         .await
@@ -72,7 +83,7 @@ pub async fn connect(
 /// runs on), whose response timeout must outlast the wait.
 pub async fn publisher(
     redis: &RedisSettings,
-    shared: redis::aio::ConnectionManager,
+    shared: Conn,
     keys: &strategist_actors::Keys,
     catalog: &std::sync::Arc<strategist_actors::Catalog>,
 ) -> anyhow::Result<strategist_actors::Publisher> {

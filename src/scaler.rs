@@ -16,8 +16,8 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use redis::aio::ConnectionManager;
 use serde::Serialize;
+use strategist_actors::Conn;
 use strategist_actors::scaling::{ScalePolicy, Scaler, Signal};
 use strategist_actors::{Engine, Keys, RouteInfo};
 
@@ -94,7 +94,7 @@ pub fn spawn(
     engine: &Engine,
     pools: Vec<(String, ScaleSettings)>,
     settings: &ScalerSettings,
-    conn: ConnectionManager,
+    conn: Conn,
     keys: Keys,
 ) -> ScalingBoard {
     let board = ScalingBoard::default();

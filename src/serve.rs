@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use strategist_actors::{
-    DeadLetters, Engine, EngineConfig, Health, Keys, Pool, Publisher, Replies, StreamRetention,
+    DeadLetters, Engine, EngineConfig, Health, Pool, Publisher, Replies, StreamRetention,
 };
 
 use crate::ai::workers::AiWorkers;
@@ -103,7 +103,7 @@ pub async fn run(mut settings: Settings, opts: ServeOptions) -> anyhow::Result<(
     }
     let (client, shared) = redis_conn::connect(&settings.redis).await?;
     let catalog = Arc::new(events::catalog());
-    let keys = Keys::new(settings.redis.stream_prefix.clone());
+    let keys = settings.keys()?;
     let publisher = redis_conn::publisher(&settings.redis, shared.clone(), &keys, &catalog)
         .await?
         .with_dedupe_window_ms(settings.publish.dedupe_window_ms)
@@ -193,14 +193,17 @@ pub async fn run(mut settings: Settings, opts: ServeOptions) -> anyhow::Result<(
         market: Some(monitor.clone()),
     };
     let mut all: Vec<Pool> = pools::build(&settings, &workers)?;
+    let writers = crate::database::parallel_writers(&settings.database.url);
     all.push(archiver::pool(
         db.clone(),
         health.clone(),
         settings.pool(archiver::GROUP)?.0,
+        writers,
     ));
     all.push(projections::user_preferences(
         db.clone(),
         settings.pool(crate::store::preferences::PROJECTION)?.0,
+        writers,
     ));
     all.push(projections::user_contacts(
         db.clone(),
@@ -398,7 +401,7 @@ async fn notifier(
     settings: &Settings,
     db: &Db,
     publisher: &Publisher,
-    redis: &redis::aio::ConnectionManager,
+    redis: &strategist_actors::Conn,
 ) -> Result<crate::notify::worker::Notifier, String> {
     let n = &settings.notifications;
     let channels = crate::notify::channels(crate::notify::ChannelDeps {
@@ -464,9 +467,11 @@ fn dev_redis(settings: &mut Settings) -> anyhow::Result<Option<LocalRedis>> {
         return Ok(None);
     }
     let url = settings.redis.url.clone();
-    let loopback = url.starts_with("redis://127.0.0.1")
-        || url.starts_with("redis://localhost")
-        || url.starts_with("redis://[::1]");
+    // A list of nodes (a cluster) is never a private dev Redis.
+    let loopback = !url.contains(',')
+        && (url.starts_with("redis://127.0.0.1")
+            || url.starts_with("redis://localhost")
+            || url.starts_with("redis://[::1]"));
     let answers = redis::Client::open(url.as_str())
         .and_then(|c| c.get_connection_with_timeout(Duration::from_millis(500)))
         .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))

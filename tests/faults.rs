@@ -28,8 +28,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use common::effects::*;
 use common::*;
-use sea_orm::{ConnectionTrait, Statement};
 use serde_json::{Map, Value, json};
 use strategist::store::Store;
 use strategist::store::preferences::PrefState;
@@ -116,61 +116,6 @@ fn expected(n: u64) -> BTreeMap<String, Map<String, Value>> {
     out
 }
 
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-async fn ids(store: &Store, sql: &str) -> HashSet<String> {
-    let backend = store.db.get_database_backend();
-    store
-        .db
-        .query_all_raw(Statement::from_string(backend, sql.to_owned()))
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.try_get_by_index::<String>(0).unwrap())
-        .collect()
-}
-
-async fn count(store: &Store, sql: &str) -> i64 {
-    let backend = store.db.get_database_backend();
-    store
-        .db
-        .query_one_raw(Statement::from_string(backend, sql.to_owned()))
-        .await
-        .unwrap()
-        .map(|r| r.try_get_by_index::<i64>(0).unwrap())
-        .unwrap_or(0)
-}
-
-/// The event ids stored by the archiver and applied by the projection.
-async fn effects(store: &Store) -> (HashSet<String>, HashSet<String>) {
-    let archived = ids(
-        store,
-        &format!("SELECT id FROM events WHERE stream = '{STREAM}'"),
-    )
-    .await;
-    let applied = ids(
-        store,
-        &format!("SELECT event_id FROM projection_applied WHERE projection = '{PROJECTION}'"),
-    )
-    .await;
-    (archived, applied)
-}
-
-/// Event ids with more than one history row (one field changes per event).
-async fn duplicate_history(store: &Store) -> i64 {
-    count(
-        store,
-        "SELECT COUNT(*) FROM (SELECT event_id FROM preference_history \
-         GROUP BY event_id HAVING COUNT(*) > 1) d",
-    )
-    .await
-}
-
 /// Each user's row against the expected state and against a replay of the event
 /// store in stream order; returns the users that differ, with why.
 async fn projection_mismatches(store: &Store, n: u64) -> Vec<String> {
@@ -232,20 +177,6 @@ fn pending_of(c: &mut redis::Connection, group: &str, pid: u32) -> i64 {
             _ => None,
         })
         .sum()
-}
-
-fn migrate(db_url: &str) {
-    let out = Command::new(env!("CARGO_BIN_EXE_strategist"))
-        .arg("migrate")
-        .env("DATABASE_URL", db_url)
-        .env_remove("STRATEGIST_CONFIG")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// A worker-only `serve` with the suite's pools, ready when it says so.

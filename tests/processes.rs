@@ -27,20 +27,7 @@ fn by_pid(c: &mut redis::Connection) -> HashMap<u32, i64> {
 fn publish_pings(c: &mut redis::Connection, n: u64) {
     let mut pipe = redis::pipe();
     for i in 0..n {
-        pipe.cmd("XADD")
-            .arg("system.events")
-            .arg("*")
-            .arg("id")
-            .arg(ulid::Ulid::generate().to_string())
-            .arg("type")
-            .arg("system.bench.ping")
-            .arg("version")
-            .arg("1")
-            .arg("timestamp")
-            .arg("2026-11-29T12:00:00.123Z")
-            .arg("data")
-            .arg(ping(i))
-            .ignore();
+        pipe_event(&mut pipe, "system.events", "system.bench.ping", &ping(i));
     }
     pipe.query::<()>(c).unwrap();
 }

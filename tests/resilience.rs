@@ -305,20 +305,7 @@ async fn entries_with_one_ordering_key_run_in_stream_order_even_across_retries()
             r#"{{"seq":{seq},"sent_at_us":0,"pad":"k{}"}}"#,
             fastrand::u8(0..6)
         );
-        pipe.cmd("XADD")
-            .arg("system.events")
-            .arg("*")
-            .arg("id")
-            .arg(ulid::Ulid::generate().to_string())
-            .arg("type")
-            .arg("system.bench.ping")
-            .arg("version")
-            .arg("1")
-            .arg("timestamp")
-            .arg("2026-11-29T12:00:00.123Z")
-            .arg("data")
-            .arg(data)
-            .ignore();
+        pipe_event(&mut pipe, "system.events", "system.bench.ping", &data);
     }
     pipe.query::<()>(&mut c).unwrap();
     eventually_async(Duration::from_secs(30), "all 300 handled", || {

@@ -331,6 +331,54 @@ async fn the_archiver_stores_every_event_once_known_or_not() {
     }
 }
 
+#[tokio::test]
+async fn archived_events_come_back_as_published_and_a_repeat_in_a_batch_is_skipped() {
+    for db in TestDb::both() {
+        let store = open(&db).await;
+        let mut first = Envelope::new(
+            "user.login",
+            3,
+            serde_json::json!({"text": "quote \" backslash \\ é ✓", "n": [1, 2.5, null]}),
+        );
+        first.user_id = Some("carol".into());
+        first.correlation_id = Some("corr".into());
+        first.metadata = Some(serde_json::Map::from_iter([(
+            "source".to_owned(),
+            serde_json::json!("test"),
+        )]));
+        let mut second = Envelope::new("user.login", 1, serde_json::json!({}));
+        second.user_id = Some("carol".into());
+        let archived = |env: &Envelope, entry: &str| Archived {
+            stream: "user.events".into(),
+            entry_id: entry.into(),
+            envelope: env.clone(),
+        };
+        assert_eq!(store.archive(&[archived(&first, "7-1")]).await.unwrap(), 1);
+        // The first again beside a new one: only the new one is written.
+        let n = store
+            .archive(&[archived(&first, "7-1"), archived(&second, "8-0")])
+            .await
+            .unwrap();
+        assert_eq!(n, 1, "{}", db.kind);
+        let rows = store.events_for_user("carol").await.unwrap();
+        assert_eq!(rows.len(), 2, "{}", db.kind);
+        let back = to_envelope(&rows[0]).unwrap();
+        assert_eq!(back.id, first.id);
+        assert_eq!(back.data, first.data, "{}", db.kind);
+        assert_eq!(back.metadata, first.metadata);
+        assert_eq!(back.version, 3);
+        assert_eq!(back.correlation_id.as_deref(), Some("corr"));
+        assert_eq!(
+            back.timestamp.timestamp_millis(),
+            first.timestamp.timestamp_millis()
+        );
+        assert_eq!((rows[0].entry_ms, rows[0].entry_seq), (7, 1));
+        let back = to_envelope(&rows[1]).unwrap();
+        assert_eq!(back.correlation_id, None, "NULL stays NULL");
+        assert_eq!(back.metadata, None);
+    }
+}
+
 #[actix_rt::test]
 async fn events_are_read_by_user_correlation_type_and_time_in_stream_order_and_paged() {
     for db in TestDb::both() {
@@ -541,7 +589,29 @@ async fn a_batch_of_preference_events_applies_each_once_and_newest_wins() {
             "the write with the later entry id wins ({})",
             db.kind
         );
-        assert_eq!(store.preference_history("a").await.unwrap().len(), 2);
-        assert!(store.preferences("b").await.unwrap().is_some());
+        let history = store.preference_history("a").await.unwrap();
+        let values: Vec<(Option<&str>, Option<&str>, &str)> = history
+            .iter()
+            .map(|h| {
+                (
+                    h.old_value.as_deref(),
+                    h.new_value.as_deref(),
+                    h.entry_id.as_str(),
+                )
+            })
+            .collect();
+        // No old value is NULL, not the text "null"; both rows keep their entry id.
+        assert_eq!(
+            values,
+            vec![(None, Some("1"), "10-0"), (None, Some("2"), "20-0")],
+            "{}",
+            db.kind
+        );
+        assert_eq!(history[1].timestamp_ms, a2.timestamp.timestamp_millis());
+        let b = store.preferences("b").await.unwrap().unwrap();
+        assert_eq!(
+            (b.embedding_model, b.last_event_id),
+            (None, b1.id.to_string())
+        );
     }
 }

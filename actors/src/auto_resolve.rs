@@ -269,6 +269,7 @@ mod tests {
         DeadLetterEntry {
             id: "s:1-0".into(),
             stream: "s".into(),
+            partition: None,
             event_id: None,
             event_type: Some("ai.content.generation.requested".into()),
             reason: reason.into(),

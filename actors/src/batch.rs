@@ -9,9 +9,16 @@
 //! `linger` for a batch to fill; each call waits for its own result. Give the pool
 //! `concurrency` of at least `max / workers`, or batches never fill.
 //!
+//! A database that takes writers side by side (PostgreSQL) keeps up only when the
+//! next batch is written while the last one commits: [`Batching::parallel`] batches
+//! run at once. The next batch is gathered only once one of them is free, so under
+//! load batches grow to `max` instead of splitting the same events into more round
+//! trips.
+//!
 //! Invariants: the batch function returns one result per delivery, in order (a
 //! shorter or longer answer fails the whole batch, retryably); a panic in it fails
-//! that batch's deliveries retryably and the next call starts a new writer.
+//! that batch's deliveries retryably and the next call starts a new writer; at most
+//! `parallel` calls of the batch function run at once.
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -19,7 +26,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use futures_util::FutureExt;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::handler::{Delivery, Handler, HandlerError};
 use crate::worker::panic_message;
@@ -28,9 +35,29 @@ type Reply = oneshot::Sender<Result<(), HandlerError>>;
 /// The writer's inbox, made on first use and again if the writer died.
 type Inbox = Arc<Mutex<Option<mpsc::Sender<(Delivery, Reply)>>>>;
 
+/// How a batch handler gathers its calls.
+///
+/// ```
+/// use std::time::Duration;
+/// use strategist_actors::Batching;
+///
+/// // Up to 500 events per batch, 4 batches committing at once.
+/// let b = Batching { max: 500, linger: Duration::from_millis(5), parallel: 4 };
+/// # let _ = b;
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct Batching {
+    /// Most deliveries in one batch.
+    pub max: usize,
+    /// How long a batch waits to fill once it has one delivery.
+    pub linger: Duration,
+    /// Most batches running at once (1: one after the other).
+    pub parallel: usize,
+}
+
 impl Handler {
     /// A handler of batches of deliveries: `f` gets up to `max` deliveries and
-    /// returns one result per delivery, in order.
+    /// returns one result per delivery, in order; one batch at a time.
     ///
     /// ```
     /// use std::time::Duration;
@@ -47,8 +74,38 @@ impl Handler {
         F: Fn(Vec<Delivery>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Vec<Result<(), HandlerError>>> + 'static,
     {
+        Handler::batched(
+            Batching {
+                max,
+                linger,
+                parallel: 1,
+            },
+            f,
+        )
+    }
+
+    /// A handler of batches with `parallel` batches running at once (see
+    /// [`Batching`]).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use strategist_actors::{Batching, Delivery, Handler};
+    ///
+    /// let b = Batching { max: 500, linger: Duration::from_millis(5), parallel: 4 };
+    /// let h = Handler::batched(b, |batch: Vec<Delivery>| async move {
+    ///     batch.iter().map(|_| Ok(())).collect()
+    /// });
+    /// # let _ = h;
+    /// ```
+    pub fn batched<F, Fut>(b: Batching, f: F) -> Handler
+    where
+        F: Fn(Vec<Delivery>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Vec<Result<(), HandlerError>>> + 'static,
+    {
         let f = Arc::new(f);
-        let max = max.max(1);
+        let max = b.max.max(1);
+        let parallel = b.parallel.max(1);
+        let linger = b.linger;
         let writer: Inbox = Arc::default();
         Handler::raw(move |d: Delivery| {
             let tx = {
@@ -57,8 +114,14 @@ impl Handler {
                     Some(tx) if !tx.is_closed() => tx.clone(),
                     _ => {
                         // Started on the first caller's thread; it serves every thread.
-                        let (tx, rx) = mpsc::channel(max * 4);
-                        tokio::task::spawn_local(write_batches(rx, f.clone(), max, linger));
+                        let (tx, rx) = mpsc::channel(max * (parallel + 3));
+                        tokio::task::spawn_local(write_batches(
+                            rx,
+                            f.clone(),
+                            max,
+                            linger,
+                            parallel,
+                        ));
                         *w = Some(tx.clone());
                         tx
                     }
@@ -81,11 +144,21 @@ async fn write_batches<F, Fut>(
     f: Arc<F>,
     max: usize,
     linger: Duration,
+    parallel: usize,
 ) where
-    F: Fn(Vec<Delivery>) -> Fut,
-    Fut: Future<Output = Vec<Result<(), HandlerError>>>,
+    F: Fn(Vec<Delivery>) -> Fut + 'static,
+    Fut: Future<Output = Vec<Result<(), HandlerError>>> + 'static,
 {
-    while let Some(first) = rx.recv().await {
+    let free = Arc::new(Semaphore::new(parallel));
+    loop {
+        // A free slot first: while every batch is busy, calls pile up in the
+        // inbox and the next batch leaves full.
+        let Ok(slot) = free.clone().acquire_owned().await else {
+            return;
+        };
+        let Some(first) = rx.recv().await else {
+            return;
+        };
         let mut batch = vec![first];
         let deadline = tokio::time::Instant::now() + linger;
         while batch.len() < max {
@@ -94,25 +167,42 @@ async fn write_batches<F, Fut>(
                 _ => break,
             }
         }
-        let (deliveries, replies): (Vec<Delivery>, Vec<Reply>) = batch.into_iter().unzip();
-        let n = deliveries.len();
-        let results = match std::panic::catch_unwind(AssertUnwindSafe(|| f(deliveries))) {
-            Ok(fut) => AssertUnwindSafe(fut).catch_unwind().await,
-            Err(p) => Err(p),
+        let f = f.clone();
+        let run = async move {
+            run_batch(batch, f.as_ref()).await;
+            drop(slot);
         };
-        let results = match results {
-            Ok(r) if r.len() == n => r,
-            Ok(r) => {
-                let e = format!("the batch handler answered {} results for {n}", r.len());
-                vec![Err(HandlerError::Retryable(e)); n]
-            }
-            Err(p) => {
-                let e = format!("the batch handler {}", panic_message(p.as_ref()));
-                vec![Err(HandlerError::Retryable(e)); n]
-            }
-        };
-        for (reply, r) in replies.into_iter().zip(results) {
-            let _ = reply.send(r);
+        if parallel == 1 {
+            run.await;
+        } else {
+            tokio::task::spawn_local(run);
         }
+    }
+}
+
+async fn run_batch<F, Fut>(batch: Vec<(Delivery, Reply)>, f: &F)
+where
+    F: Fn(Vec<Delivery>) -> Fut,
+    Fut: Future<Output = Vec<Result<(), HandlerError>>>,
+{
+    let (deliveries, replies): (Vec<Delivery>, Vec<Reply>) = batch.into_iter().unzip();
+    let n = deliveries.len();
+    let results = match std::panic::catch_unwind(AssertUnwindSafe(|| f(deliveries))) {
+        Ok(fut) => AssertUnwindSafe(fut).catch_unwind().await,
+        Err(p) => Err(p),
+    };
+    let results = match results {
+        Ok(r) if r.len() == n => r,
+        Ok(r) => {
+            let e = format!("the batch handler answered {} results for {n}", r.len());
+            vec![Err(HandlerError::Retryable(e)); n]
+        }
+        Err(p) => {
+            let e = format!("the batch handler {}", panic_message(p.as_ref()));
+            vec![Err(HandlerError::Retryable(e)); n]
+        }
+    };
+    for (reply, r) in replies.into_iter().zip(results) {
+        let _ = reply.send(r);
     }
 }

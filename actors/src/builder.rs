@@ -23,8 +23,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::conn::{Conn, RedisClient};
 use actix::prelude::*;
-use redis::aio::ConnectionManager;
 
 use crate::auto_resolve::{AutoResolver, ResolutionRule};
 use crate::catalog::Catalog;
@@ -59,8 +59,8 @@ struct SagaPlan {
 
 /// Declares what an [`Engine`] runs; [`EngineBuilder::start`] starts it all.
 pub struct EngineBuilder {
-    client: redis::Client,
-    shared: ConnectionManager,
+    client: RedisClient,
+    shared: Conn,
     catalog: Arc<Catalog>,
     config: EngineConfig,
     pools: Vec<Pool>,
@@ -75,13 +75,13 @@ impl Engine {
     /// A builder for an engine on `client` (blocking reads get connections of
     /// their own from it) and `shared` (everything else).
     pub fn builder(
-        client: redis::Client,
-        shared: ConnectionManager,
+        client: impl Into<RedisClient>,
+        shared: impl Into<Conn>,
         catalog: Arc<Catalog>,
     ) -> EngineBuilder {
         EngineBuilder {
-            client,
-            shared,
+            client: client.into(),
+            shared: shared.into(),
             catalog,
             config: EngineConfig::for_this_process(),
             pools: Vec::new(),

@@ -40,6 +40,10 @@ pub trait EventType: Serialize + DeserializeOwned + Send + 'static {
     const STREAM: &'static str;
     /// The current schema version.
     const VERSION: u32 = 1;
+    /// The payload field whose value keeps events in order (e.g. `user_id`): on a
+    /// partitioned stream it picks the partition, so every event of one value lands
+    /// in one partition ([`crate::partition`]). `None`: no order between events.
+    const ORDERING_KEY: Option<&'static str> = None;
 }
 
 /// Lifts a payload from one version to the next.
@@ -54,6 +58,8 @@ pub struct TypeInfo {
     pub stream: &'static str,
     /// Its current version.
     pub version: u32,
+    /// The payload field that orders its events and picks their partition.
+    pub ordering_key: Option<String>,
     validate: Validator,
     /// `upcasters[v]` lifts version `v` to `v + 1`.
     upcasters: HashMap<u32, Upcaster>,
@@ -128,6 +134,7 @@ impl Catalog {
             TypeInfo {
                 stream: T::STREAM,
                 version: T::VERSION,
+                ordering_key: T::ORDERING_KEY.map(String::from),
                 validate,
                 upcasters: HashMap::new(),
             },
@@ -150,6 +157,43 @@ impl Catalog {
             None => tracing::warn!(event_type, "upcaster for an unregistered type ignored"),
         }
         self
+    }
+
+    /// Sets the ordering key field of a registered type (over its
+    /// [`EventType::ORDERING_KEY`]); unregistered types are ignored, with a warning.
+    ///
+    /// ```
+    /// # use serde::{Deserialize, Serialize};
+    /// # use strategist_actors::{Catalog, Envelope, EventType};
+    /// # #[derive(Serialize, Deserialize)] struct Moved { user_id: String }
+    /// # impl EventType for Moved { const TYPE: &'static str = "user.moved"; const STREAM: &'static str = "user.events"; }
+    /// let mut c = Catalog::new();
+    /// c.register::<Moved>().ordering_key("user.moved", "user_id");
+    /// let env = Envelope::new("user.moved", 1, serde_json::json!({"user_id": "u1"}));
+    /// assert_eq!(c.partition_key(&env), b"u1".to_vec());
+    /// ```
+    pub fn ordering_key(&mut self, event_type: &str, field: &str) -> &mut Self {
+        match self.types.get_mut(event_type) {
+            Some(info) => info.ordering_key = Some(field.to_owned()),
+            None => tracing::warn!(event_type, "ordering key for an unregistered type ignored"),
+        }
+        self
+    }
+
+    /// The bytes that pick `env`'s partition: the value of its type's ordering key
+    /// (a string's bytes, any other value's JSON text), or its event id when the
+    /// type has no ordering key or the payload lacks the field.
+    pub fn partition_key(&self, env: &Envelope) -> Vec<u8> {
+        let value = self
+            .types
+            .get(env.event_type.as_str())
+            .and_then(|t| t.ordering_key.as_deref())
+            .and_then(|field| env.data.get(field));
+        match value {
+            Some(Value::String(s)) => s.as_bytes().to_vec(),
+            Some(v) => v.to_string().into_bytes(),
+            None => env.id.to_string().into_bytes(),
+        }
     }
 
     /// What the catalog knows of `event_type`.
@@ -291,6 +335,22 @@ mod tests {
             json!({"name": "a", "size": 1, "new": true}),
         );
         assert!(c.check(extra).is_ok());
+    }
+
+    #[test]
+    fn the_ordering_key_value_picks_the_partition_else_the_event_id() {
+        let mut c = catalog();
+        let a = Envelope::new("thing.made", 2, json!({"name": "a", "size": 1}));
+        assert_eq!(c.partition_key(&a), a.id.to_string().into_bytes());
+        c.ordering_key("thing.made", "name");
+        assert_eq!(c.partition_key(&a), b"a".to_vec());
+        let n = Envelope::new("thing.made", 2, json!({"name": 7, "size": 1}));
+        assert_eq!(c.partition_key(&n), b"7".to_vec());
+        let unknown = Envelope::new("nope", 1, json!({"name": "a"}));
+        assert_eq!(
+            c.partition_key(&unknown),
+            unknown.id.to_string().into_bytes()
+        );
     }
 
     #[test]

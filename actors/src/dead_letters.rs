@@ -11,6 +11,14 @@
 //! carries its `dlq_*` and original fields, so the record alone can rebuild it
 //! ([`audit_record`] reads one back).
 //!
+//! Partitions: each partition of a split stream has its own dead letters,
+//! `{<stream>:<n>}.dlq` (written in one script with the ack, in the partition's
+//! slot). Their ids name the partition (`user.events:2:1732881600000-0`), so
+//! reprocessing goes back to that partition's redelivery stream for the group;
+//! [`DeadLetterEntry::stream`] is the logical stream and
+//! [`DeadLetterEntry::partition`] the partition. A filter on a logical stream
+//! covers all its partitions.
+//!
 //! This file is the dead-letter contract in one place: the reasons
 //! ([`DeadLetterReason`], parsed at the edge), the `dlq_*` fields written
 //! (`letter_fields`, the encoder) beside the ones read (`to_entry`, the decoder).
@@ -18,7 +26,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use redis::aio::ConnectionManager;
+use crate::conn::Conn;
 use serde::{Deserialize, Serialize};
 
 use crate::envelope::Envelope;
@@ -79,8 +87,10 @@ impl fmt::Display for DeadLetterReason {
 /// An entry that has just been moved to a dead-letter stream.
 #[derive(Debug, Clone)]
 pub struct DeadLetter {
-    /// The stream it came from (without prefix).
+    /// The stream it came from (without prefix; the logical one).
     pub stream: String,
+    /// The partition it came from, on a partitioned stream.
+    pub partition: Option<u32>,
     /// The group that gave up on it.
     pub group: String,
     /// Its id in the original stream.
@@ -97,13 +107,27 @@ pub struct DeadLetter {
     pub envelope: Option<Envelope>,
 }
 
+impl DeadLetter {
+    /// Its admin id (see [`DeadLetterEntry::id`]): `<stream>[:<partition>]:<dlq id>`.
+    pub fn id(&self) -> String {
+        match self.partition {
+            Some(n) => format!("{}:{n}:{}", self.stream, self.dlq_id),
+            None => format!("{}:{}", self.stream, self.dlq_id),
+        }
+    }
+}
+
 /// One dead letter as the admin sees it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DeadLetterEntry {
-    /// `<stream>:<dead-letter entry id>`.
+    /// `<stream>:<dead-letter entry id>`; on a partitioned stream
+    /// `<stream>:<partition>:<dead-letter entry id>`.
     pub id: String,
-    /// The stream it came from.
+    /// The stream it came from (the logical one).
     pub stream: String,
+    /// The partition it came from, on a partitioned stream.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub partition: Option<u32>,
     /// The event's own id, when the entry had one.
     pub event_id: Option<String>,
     /// The event's type, when the entry had one.
@@ -129,7 +153,8 @@ pub struct DeadLetterEntry {
 /// Which dead letters an operation applies to; empty fields match everything.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DeadLetterFilter {
-    /// Only this stream.
+    /// Only this stream (every partition of it), or only this partition
+    /// (`<stream>:<n>`).
     pub stream: Option<String>,
     /// Only this event type.
     pub event_type: Option<String>,
@@ -160,7 +185,7 @@ impl DeadLetterFilter {
 /// Why a dead-letter operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum DeadLetterError {
-    /// The id is not `<stream>:<entry id>` of a known stream.
+    /// The id is not `<stream>:<entry id>` of a known stream (or partition).
     #[error(
         "`{0}` is not a dead-letter id (expected <stream>:<entry id>, e.g. ai.events:1732881600000-0)"
     )]
@@ -185,14 +210,17 @@ pub enum DeadLetterError {
 /// ```
 #[derive(Clone)]
 pub struct DeadLetters {
-    conn: ConnectionManager,
+    conn: Conn,
     keys: Keys,
     streams: Vec<String>,
 }
 
 impl DeadLetters {
-    /// Dead letters of `streams`.
-    pub fn new(conn: ConnectionManager, keys: Keys, streams: Vec<String>) -> Self {
+    /// Dead letters of `streams` (logical names: a partitioned stream's
+    /// partitions are all included, as `keys` knows them).
+    pub fn new(conn: impl Into<Conn>, keys: Keys, streams: Vec<String>) -> Self {
+        let conn = conn.into();
+        let streams = streams.iter().flat_map(|s| keys.partitions(s)).collect();
         DeadLetters {
             conn,
             keys,
@@ -201,18 +229,42 @@ impl DeadLetters {
     }
 
     fn streams_for<'a>(&'a self, f: &'a DeadLetterFilter) -> Vec<&'a str> {
-        match &f.stream {
-            Some(s) => vec![s.as_str()],
-            None => self.streams.iter().map(String::as_str).collect(),
-        }
+        let Some(s) = f.stream.as_deref() else {
+            return self.streams.iter().map(String::as_str).collect();
+        };
+        // The stream itself, or every partition of it, or just the one named.
+        let mine: Vec<&str> = self
+            .streams
+            .iter()
+            .map(String::as_str)
+            .filter(|n| *n == s || self.keys.logical(n).0 == s)
+            .collect();
+        if mine.is_empty() { vec![s] } else { mine }
     }
 
-    /// The streams whose dead letters this reads.
+    /// The Redis streams (without prefix) whose dead letters this reads: each
+    /// stream's own name, or each of its partitions' names (`user.events:2`).
     pub fn streams(&self) -> &[String] {
         &self.streams
     }
 
-    /// One page of `stream`'s dead letters, oldest first: at most `limit` whose
+    /// The Redis stream (without prefix, a partition's name on a partitioned
+    /// stream) of a dead-letter id; refuses an id that is not well formed or names
+    /// a stream this does not read.
+    pub fn stream_of_id<'a>(&self, id: &'a str) -> Result<&'a str, DeadLetterError> {
+        self.parse_id(id).map(|(s, _)| s)
+    }
+
+    /// Sets the logical stream and the partition of an entry read from `name`.
+    fn placed(&self, mut d: DeadLetterEntry) -> DeadLetterEntry {
+        let (stream, partition) = self.keys.logical(&d.stream);
+        d.stream = stream.to_owned();
+        d.partition = partition;
+        d
+    }
+
+    /// One page of `stream`'s dead letters (a name of [`Self::streams`]: on a
+    /// partitioned stream, one partition's), oldest first: at most `limit` whose
     /// entry id is after `after` (`-` for the start). The next page starts after the
     /// last one's [`DeadLetterEntry::entry_id`].
     pub async fn page(
@@ -236,7 +288,7 @@ impl DeadLetters {
             .await?;
         Ok(redis_io::parse_entries(v)
             .into_iter()
-            .map(|e| to_entry(stream, e))
+            .map(|e| self.placed(to_entry(stream, e)))
             .collect())
     }
 
@@ -265,7 +317,7 @@ impl DeadLetters {
                 start = format!("({}", last.id);
                 let full = page.len() == 500;
                 for e in page {
-                    let d = to_entry(stream, e);
+                    let d = self.placed(to_entry(stream, e));
                     if filter.matches(&d) {
                         out.push(d);
                         if out.len() >= limit {
@@ -294,7 +346,7 @@ impl DeadLetters {
         redis_io::parse_entries(v)
             .into_iter()
             .next()
-            .map(|e| to_entry(stream, e))
+            .map(|e| self.placed(to_entry(stream, e)))
             .ok_or_else(|| DeadLetterError::NotFound(id.to_owned()))
     }
 
@@ -473,6 +525,7 @@ impl DeadLetters {
             records: entries
                 .into_iter()
                 .filter_map(|e| audit_record(stream, e))
+                .map(|(d, a)| (self.placed(d), a))
                 .collect(),
         })
     }
@@ -555,6 +608,7 @@ fn to_entry(stream: &str, e: redis_io::Entry) -> DeadLetterEntry {
     DeadLetterEntry {
         id: format!("{stream}:{}", e.id),
         stream: stream.to_owned(),
+        partition: None,
         event_id: fields.get("id").cloned(),
         event_type: fields.get("type").cloned(),
         reason: take(&mut meta, "dlq_reason"),

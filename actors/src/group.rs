@@ -12,7 +12,7 @@
 
 use std::sync::{Arc, LazyLock};
 
-use redis::aio::{ConnectionManager, MultiplexedConnection};
+use crate::conn::Conn;
 use redis::{RedisResult, Value};
 
 use crate::redis_io::{self, Claimed, Entry};
@@ -64,17 +64,17 @@ impl GroupKeys {
 /// its future owns what it needs.
 #[derive(Clone)]
 pub(crate) struct GroupBackend {
-    conn: ConnectionManager,
+    conn: Conn,
     pub(crate) keys: Arc<GroupKeys>,
 }
 
 impl GroupBackend {
-    pub(crate) fn new(conn: ConnectionManager, keys: Arc<GroupKeys>) -> Self {
+    pub(crate) fn new(conn: Conn, keys: Arc<GroupKeys>) -> Self {
         GroupBackend { conn, keys }
     }
 
     /// The same group on another connection (the lease keeper's own).
-    pub(crate) fn on(&self, conn: ConnectionManager) -> Self {
+    pub(crate) fn on(&self, conn: Conn) -> Self {
         GroupBackend {
             conn,
             keys: self.keys.clone(),
@@ -102,7 +102,7 @@ impl GroupBackend {
     /// there to be shared out). Returns what each worker got.
     pub(crate) async fn read(
         &self,
-        mut reader: MultiplexedConnection,
+        mut reader: Conn,
         asks: &[(usize, usize)],
         block_ms: Option<u64>,
     ) -> RedisResult<Vec<(usize, Vec<Entry>)>> {
@@ -270,11 +270,16 @@ impl GroupBackend {
     }
 
     /// Wakes the connection with `CLIENT ID` `reader_id` from a blocked read.
+    /// On a cluster it goes to the node that serves the stream, where the reader
+    /// waits.
     pub(crate) async fn unblock(mut self, reader_id: i64) -> RedisResult<i64> {
-        redis::cmd("CLIENT")
-            .arg("UNBLOCK")
-            .arg(reader_id)
-            .query_async(&mut self.conn)
-            .await
+        let v = self
+            .conn
+            .on_node_of(
+                &self.keys.sources[0].key,
+                redis::cmd("CLIENT").arg("UNBLOCK").arg(reader_id),
+            )
+            .await?;
+        Ok(redis::from_redis_value(v)?)
     }
 }

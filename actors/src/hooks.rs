@@ -117,10 +117,7 @@ impl Hooks {
     pub(crate) fn dead_letter(&self, d: &DeadLetter) {
         if let Some(r) = &self.resolver {
             // Rules without a delay act on it now.
-            r.do_send(crate::auto_resolve::Arrived(format!(
-                "{}:{}",
-                d.stream, d.dlq_id
-            )));
+            r.do_send(crate::auto_resolve::Arrived(d.id()));
         }
         if let Some(f) = &self.on_dead_letter {
             f(d);

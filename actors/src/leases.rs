@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use redis::aio::ConnectionManager;
 
+use crate::conn::{Conn, ConnOptions, RedisClient};
+
 use crate::group::GroupBackend;
 
 /// One held entry: its source, the worker whose consumer owns it, since when.
@@ -88,13 +90,13 @@ pub(crate) struct LeaseTable {
 
 /// Keeps every router's leases of this process, on its own arbiter.
 pub(crate) struct LeaseKeeper {
-    client: redis::Client,
-    conn: Option<ConnectionManager>,
+    client: RedisClient,
+    conn: Option<Conn>,
     tables: Vec<(LeaseTable, Instant, bool)>,
 }
 
 impl LeaseKeeper {
-    pub(crate) fn new(client: redis::Client, tables: Vec<LeaseTable>) -> Self {
+    pub(crate) fn new(client: RedisClient, tables: Vec<LeaseTable>) -> Self {
         let now = Instant::now();
         LeaseKeeper {
             client,
@@ -152,7 +154,12 @@ impl Actor for LeaseKeeper {
     fn started(&mut self, ctx: &mut Context<Self>) {
         let client = self.client.clone();
         // Opened here so its I/O runs on this arbiter, not on a handler's thread.
-        let open = async move { ConnectionManager::new(client).await };
+        let open = async move {
+            match &client {
+                RedisClient::Single(c) => ConnectionManager::new(c.clone()).await.map(Conn::from),
+                cluster => cluster.shared(ConnOptions::default(), None).await,
+            }
+        };
         ctx.wait(
             actix::fut::wrap_future(open).map(|res, act: &mut Self, ctx| match res {
                 Ok(c) => act.conn = Some(c),

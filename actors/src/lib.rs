@@ -27,7 +27,10 @@
 //! - [`redis_io`]: group creation, reply parsing, Lua scripts (`scripts/*.lua`).
 //! - [`auto_resolve`]: rules that reprocess, upcast or drop dead letters.
 //! - [`saga`]: multi-step workflows that survive crashes.
-//! - [`keys`]: key names; [`health`]: readiness board; [`hooks`]: dead-letter and
+//! - [`conn`]: [`RedisClient`] and [`Conn`], a single server or a Redis Cluster.
+//! - [`partition`]: a hot stream split into `<stream>:<n>` by a hash of its
+//!   ordering key (the rule, FNV-1a, validation).
+//! - [`keys`]: key names (and each stream's partitions); [`health`]: readiness board; [`hooks`]: dead-letter and
 //!   crash-loop hooks; [`stats`]: counters; [`budget`]: restart budget.
 //! - [`metrics`]: per event type counts, processing time and latency (HDR
 //!   histograms over a sliding window); [`Engine::metrics`] reads them all.
@@ -44,6 +47,7 @@ mod batch;
 pub mod budget;
 mod builder;
 pub mod catalog;
+pub mod conn;
 pub mod dead_letters;
 mod dispose;
 pub mod engine;
@@ -55,6 +59,7 @@ pub mod hooks;
 pub mod keys;
 mod leases;
 pub mod metrics;
+pub mod partition;
 pub mod pool;
 pub mod publisher;
 pub mod redis_io;
@@ -69,9 +74,11 @@ mod watchdog;
 mod worker;
 
 pub use auto_resolve::{AutoResolver, ResolutionAction, ResolutionRule};
+pub use batch::Batching;
 pub use budget::RestartBudget;
 pub use builder::EngineBuilder;
 pub use catalog::{Catalog, CheckError, EventType};
+pub use conn::{Conn, ConnOptions, RedisClient};
 pub use dead_letters::{
     AuditAction, AuditPage, DeadLetterEntry, DeadLetterError, DeadLetterFilter, DeadLetters,
 };
@@ -83,6 +90,7 @@ pub use handler::{Delivery, Event, Handler, HandlerError};
 pub use health::Health;
 pub use hooks::{DeadLetter, DeadLetterReason, Hooks};
 pub use keys::Keys;
+pub use partition::PartitionError;
 pub use pool::{Pool, PoolOptions, StartFrom, TypeOptions};
 pub use publisher::{Durability, PublishError, Published, Publisher};
 pub use request::{PendingReply, Replies, RequestError};

@@ -30,7 +30,9 @@ pub enum StartFrom {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PoolOptions {
-    /// Worker actors per stream in this process.
+    /// Worker actors per stream in this process; on a stream split into
+    /// partitions, divided among their routers
+    /// ([`crate::partition::workers_per_partition`]).
     pub workers: usize,
     /// Handler calls one worker runs at once. 1 (the default) runs one at a time;
     /// more suits handlers that mostly wait (a network call, a batch writer).

@@ -1,6 +1,12 @@
 //! Publishing: validated `XADD` to the type's own stream through one shared,
 //! pipelined connection, idempotent by event id.
 //!
+//! Partitions: on a stream split into partitions ([`crate::partition`]) each event
+//! goes to the partition of its ordering-key value ([`Catalog::partition_key`]), so
+//! every event of one key is in one partition, in publish order; the
+//! de-duplication marker lives beside that partition (the same event always picks
+//! the same partition).
+//!
 //! Idempotence: with a de-duplication window (the default of the application is
 //! set in its configuration), publishing an event whose id was already published to
 //! the stream within the window returns the first entry's id and adds nothing, in
@@ -10,8 +16,8 @@
 
 use std::sync::Arc;
 
+use crate::conn::Conn;
 use redis::Value;
-use redis::aio::ConnectionManager;
 use ulid::Ulid;
 
 use crate::catalog::{Catalog, CheckError, EventType};
@@ -26,8 +32,11 @@ pub struct Published {
     pub event_id: Ulid,
     /// The Redis entry id.
     pub entry_id: String,
-    /// The stream (without prefix).
+    /// The stream (without prefix): the logical one, also on a partitioned stream.
     pub stream: String,
+    /// The partition it went to, on a partitioned stream.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub partition: Option<u32>,
     /// True when the event had already been published within the window and
     /// nothing new was added.
     pub duplicate: bool,
@@ -136,7 +145,7 @@ impl std::str::FromStr for Durability {
 /// ```
 #[derive(Clone)]
 pub struct Publisher {
-    conn: ConnectionManager,
+    conn: Conn,
     keys: Keys,
     catalog: Arc<Catalog>,
     /// How long an event id is remembered per stream; 0 turns de-duplication off.
@@ -154,7 +163,8 @@ pub type TraceContext = Arc<dyn Fn() -> Option<(String, Option<String>)> + Send 
 
 impl Publisher {
     /// A publisher over a shared connection, without de-duplication.
-    pub fn new(conn: ConnectionManager, keys: Keys, catalog: Arc<Catalog>) -> Self {
+    pub fn new(conn: impl Into<Conn>, keys: Keys, catalog: Arc<Catalog>) -> Self {
+        let conn = conn.into();
         Publisher {
             conn,
             keys,
@@ -261,7 +271,62 @@ impl Publisher {
         self.send(&refs).await
     }
 
+    /// The Redis stream (without prefix) `env` goes to on `stream`: the stream
+    /// itself, or its partition.
+    fn target(&self, stream: &str, env: &Envelope) -> String {
+        if self.keys.partition_count(stream) == 1 {
+            return stream.to_owned();
+        }
+        self.keys.route(stream, &self.catalog.partition_key(env))
+    }
+
     async fn send(&self, events: &[(&str, &Envelope)]) -> Result<Vec<Published>, PublishError> {
+        let targets: Vec<String> = events.iter().map(|(s, e)| self.target(s, e)).collect();
+        let routed: Vec<(&str, &Envelope)> = targets
+            .iter()
+            .zip(events)
+            .map(|(t, (_, e))| (t.as_str(), *e))
+            .collect();
+        let events = routed.as_slice();
+        let one_stream = events
+            .iter()
+            .all(|(s, _)| Some(*s) == events.first().map(|e| e.0));
+        if one_stream || !self.conn.is_cluster() {
+            return self.send_pipeline(events).await;
+        }
+        // A cluster takes a pipeline to one slot only: one pipeline per stream,
+        // each keeping its events in order, all sent at once (they go to their
+        // own masters). Order between streams is not kept, as no reader can see
+        // it. A failure fails the batch; the other streams' events may be
+        // published (as after a lost connection: the caller retries, and the
+        // de-duplication, when on, drops what was there).
+        let mut by_stream: Vec<(&str, Vec<usize>)> = Vec::new();
+        for (i, (stream, _)) in events.iter().enumerate() {
+            match by_stream.iter_mut().find(|(s, _)| s == stream) {
+                Some((_, idx)) => idx.push(i),
+                None => by_stream.push((stream, vec![i])),
+            }
+        }
+        let sends = by_stream.iter().map(|(_, idx)| {
+            let part: Vec<(&str, &Envelope)> = idx.iter().map(|&i| events[i]).collect();
+            async move { self.send_pipeline(&part).await }
+        });
+        let results = futures_util::future::try_join_all(sends).await?;
+        let mut out: Vec<Option<Published>> = vec![None; events.len()];
+        for ((_, idx), published) in by_stream.iter().zip(results) {
+            for (&i, p) in idx.iter().zip(published) {
+                out[i] = Some(p);
+            }
+        }
+        out.into_iter()
+            .map(|p| p.ok_or_else(|| PublishError::Reply("a publish without a reply".into())))
+            .collect()
+    }
+
+    async fn send_pipeline(
+        &self,
+        events: &[(&str, &Envelope)],
+    ) -> Result<Vec<Published>, PublishError> {
         let mut conn = self.conn.clone();
         let mut replies = match self
             .pipeline(events)
@@ -315,10 +380,12 @@ impl Publisher {
                     v => (text(v), false),
                 };
                 let entry_id = entry_id.ok_or_else(|| PublishError::Reply(format!("{reply:?}")))?;
+                let (stream, partition) = self.keys.logical(stream);
                 Ok(Published {
                     event_id: env.id,
                     entry_id,
-                    stream: (*stream).to_owned(),
+                    stream: stream.to_owned(),
+                    partition,
                     duplicate,
                 })
             })

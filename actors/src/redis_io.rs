@@ -58,17 +58,46 @@ pub async fn ensure_group<C: ConnectionLike + Send>(
     }
 }
 
+/// Whether Redis refused the command (or a command of the pipeline, or one a
+/// script ran) because it is at its `maxmemory` (`-OOM`): a write that adds memory
+/// is refused until something frees it, while reads, acks and trims still run.
+///
+/// ```
+/// use strategist_actors::redis_io::refused_for_memory;
+/// let io = redis::RedisError::from(std::io::Error::other("reset"));
+/// assert!(!refused_for_memory(&io));
+/// ```
+pub fn refused_for_memory(e: &redis::RedisError) -> bool {
+    e.clone()
+        .into_server_errors()
+        .is_some_and(|errors| errors.iter().any(|(_, s)| s.code() == "OOM"))
+        || e.to_string().contains("used memory > 'maxmemory'")
+}
+
 /// Reads the server's major.minor version from `INFO server`.
 pub async fn server_version<C: ConnectionLike + Send + AsyncCommands>(
     conn: &mut C,
 ) -> redis::RedisResult<(u32, u32)> {
-    let info: String = redis::cmd("INFO").arg("server").query_async(conn).await?;
-    let v = info
-        .lines()
-        .find_map(|l| l.strip_prefix("redis_version:"))
-        .unwrap_or("0.0");
-    let mut parts = v.trim().split('.').map(|p| p.parse::<u32>().unwrap_or(0));
-    Ok((parts.next().unwrap_or(0), parts.next().unwrap_or(0)))
+    let info: Value = redis::cmd("INFO").arg("server").query_async(conn).await?;
+    let version = |info: &str| {
+        let v = info
+            .lines()
+            .find_map(|l| l.strip_prefix("redis_version:"))
+            .unwrap_or("0.0");
+        let mut parts = v.trim().split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+        (parts.next().unwrap_or(0), parts.next().unwrap_or(0))
+    };
+    Ok(match info {
+        // A cluster asks every master and answers per node: the oldest decides
+        // which commands every node understands.
+        Value::Map(nodes) => nodes
+            .iter()
+            .filter_map(|(_, v)| text(v))
+            .map(|s| version(&s))
+            .min()
+            .unwrap_or((0, 0)),
+        other => version(&text(&other).unwrap_or_default()),
+    })
 }
 
 /// A reply value as text (bulk, simple, verbatim strings and integers); `None`

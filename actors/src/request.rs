@@ -15,6 +15,10 @@
 //!   map never keeps an entry for a request nobody waits for.
 //! - A lost connection is reopened and reading resumes after the last entry seen, so
 //!   replies written while it was down are still delivered (unless trimmed first).
+//! - On a Redis Cluster the reply streams live in different slots, which one
+//!   `XREAD` cannot name together: there each stream has a reader of its own.
+//! - A partitioned reply stream is followed on every partition (a reply may land
+//!   in any of them).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -22,9 +26,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::FutureExt as _;
-use redis::{AsyncConnectionConfig, Value};
+use redis::Value;
 use tokio::sync::oneshot;
 
+use crate::conn::{ConnOptions, RedisClient};
 use crate::envelope::Envelope;
 use crate::keys::Keys;
 use crate::publisher::{PublishError, Published, Publisher};
@@ -73,9 +78,10 @@ struct Waiter {
 }
 
 struct Inner {
-    client: redis::Client,
+    client: RedisClient,
     keys: Keys,
-    /// Stream (without prefix) and the id of the last entry read from it.
+    /// Stream (without prefix; a partition's name on a partitioned stream) and the
+    /// id of the last entry read from it.
     positions: Mutex<Vec<(String, String)>>,
     waiters: Mutex<HashMap<String, Waiter>>,
     stopped: AtomicBool,
@@ -117,13 +123,14 @@ impl Replies {
     /// Fixes the current end of every reply stream and starts following them. Replies
     /// published after this returns reach their waiters.
     pub async fn start(
-        client: redis::Client,
+        client: impl Into<RedisClient>,
         keys: Keys,
         streams: Vec<String>,
     ) -> Result<Replies, RequestError> {
-        let mut conn = client.get_multiplexed_async_connection().await?;
+        let client: RedisClient = client.into();
+        let mut conn = client.dedicated(ConnOptions::default()).await?;
         let mut positions = Vec::with_capacity(streams.len());
-        for s in streams {
+        for s in streams.iter().flat_map(|s| keys.partitions(s)) {
             // The last entry's id, or 0-0 for an empty or missing stream: everything
             // after it is new.
             let last: Value = redis::cmd("XREVRANGE")
@@ -150,7 +157,14 @@ impl Replies {
             reads: AtomicU64::new(0),
             tokens: AtomicU64::new(0),
         });
-        tokio::spawn(supervise(inner.clone()));
+        let n = lock(&inner.positions).len();
+        if inner.client.is_cluster() {
+            for i in 0..n {
+                tokio::spawn(supervise(inner.clone(), vec![i]));
+            }
+        } else {
+            tokio::spawn(supervise(inner.clone(), (0..n).collect()));
+        }
         Ok(Replies { inner })
     }
 
@@ -285,14 +299,20 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// Runs the listener, restarting it after a panic or a lost connection.
-async fn supervise(inner: Arc<Inner>) {
+/// `mine`: the indexes in `positions` of the streams this listener follows.
+async fn supervise(inner: Arc<Inner>, mine: Vec<usize>) {
     let mut delay = Duration::from_millis(100);
     while !inner.stopped.load(Ordering::Relaxed) {
-        match std::panic::AssertUnwindSafe(listen(&inner))
+        match std::panic::AssertUnwindSafe(listen(&inner, &mine))
             .catch_unwind()
             .await
         {
             Ok(Ok(())) => return,
+            Ok(Err(e)) if crate::conn::is_unblocked(&e) => {
+                // A manual failover moved a reply stream's master: read again now.
+                tracing::info!(error = %e, "reply listener: read unblocked by a failover");
+                continue;
+            }
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "reply listener: redis failed; reconnecting");
             }
@@ -303,18 +323,19 @@ async fn supervise(inner: Arc<Inner>) {
     }
 }
 
-async fn listen(inner: &Inner) -> Result<(), redis::RedisError> {
-    let cfg = AsyncConnectionConfig::new()
-        .set_connection_timeout(Some(Duration::from_secs(5)))
-        .set_response_timeout(Some(
-            Duration::from_millis(BLOCK_MS) + Duration::from_secs(10),
-        ));
+async fn listen(inner: &Inner, mine: &[usize]) -> Result<(), redis::RedisError> {
     let mut conn = inner
         .client
-        .get_multiplexed_async_connection_with_config(&cfg)
+        .dedicated(ConnOptions {
+            response_timeout: Duration::from_millis(BLOCK_MS) + Duration::from_secs(10),
+            ..ConnOptions::default()
+        })
         .await?;
     while !inner.stopped.load(Ordering::Relaxed) {
-        let positions = lock(&inner.positions).clone();
+        let positions: Vec<(String, String)> = {
+            let all = lock(&inner.positions);
+            mine.iter().filter_map(|&i| all.get(i).cloned()).collect()
+        };
         let mut cmd = redis::cmd("XREAD");
         cmd.arg("COUNT")
             .arg(READ_COUNT)

@@ -12,15 +12,20 @@
 //! keeps every entry some group has not acknowledged and frees the acknowledged ones
 //! even behind a lagging group (so memory is bounded by what is really unfinished);
 //! on older servers the script stops at the oldest entry any group still needs.
+//!
+//! A partitioned stream is trimmed partition by partition, each to its share of the
+//! stream's limits (`maxlen` and `hard_cap` divided by the partition count, rounded
+//! up; `max_age_ms` as it is), and reported under the partition's name
+//! (`user.events:2`), so an operator sees which partition a group holds back.
 
 use std::collections::HashMap;
 use std::sync::LazyLock;
 use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
+use crate::conn::Conn;
 use actix::prelude::*;
 use redis::Value;
-use redis::aio::ConnectionManager;
 
 use crate::envelope::now_millis;
 use crate::hooks::Hooks;
@@ -32,7 +37,7 @@ use crate::stats::RouteStats;
 static TRIM: LazyLock<redis::Script> =
     LazyLock::new(|| redis::Script::new(include_str!("scripts/trim.lua")));
 
-/// The retention of one stream.
+/// The retention of one stream (of all its partitions together).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StreamRetention {
     /// The stream (without prefix).
@@ -58,7 +63,7 @@ pub struct RetentionStats {
 
 /// The keeper actor.
 pub struct RetentionKeeper {
-    conn: ConnectionManager,
+    conn: Conn,
     keys: Keys,
     streams: Vec<StreamRetention>,
     interval: Duration,
@@ -74,7 +79,7 @@ pub struct RetentionKeeper {
 impl RetentionKeeper {
     /// A keeper of `streams`, trimming every `interval`.
     pub fn new(
-        conn: ConnectionManager,
+        conn: impl Into<Conn>,
         keys: Keys,
         streams: Vec<StreamRetention>,
         interval: Duration,
@@ -83,7 +88,7 @@ impl RetentionKeeper {
         stats: std::sync::Arc<RetentionStats>,
     ) -> Self {
         RetentionKeeper {
-            conn,
+            conn: conn.into(),
             keys,
             streams,
             interval,
@@ -116,23 +121,28 @@ impl RetentionKeeper {
         };
         let now = now_millis().timestamp_millis();
         let acked = if acked { "1" } else { "0" };
+        let keys = &self.keys;
         let calls: Vec<(String, redis::ScriptInvocation<'static>)> = self
             .streams
             .iter()
-            .map(|s| {
-                let mut inv = TRIM.prepare_invoke();
+            .flat_map(|s| {
+                let n = u64::from(keys.partition_count(&s.stream));
                 let age_cut = if s.max_age_ms > 0 {
                     format!("{}-0", (now - s.max_age_ms as i64).max(0))
                 } else {
                     String::new()
                 };
-                inv.key(self.keys.stream(&s.stream))
-                    .arg(age_cut)
-                    .arg(s.maxlen)
-                    .arg(s.hard_cap)
-                    .arg(acked)
-                    .arg("0");
-                (s.stream.clone(), inv)
+                let (maxlen, hard_cap) = (s.maxlen.div_ceil(n), s.hard_cap.div_ceil(n));
+                keys.partitions(&s.stream).into_iter().map(move |part| {
+                    let mut inv = TRIM.prepare_invoke();
+                    inv.key(keys.stream(&part))
+                        .arg(&age_cut)
+                        .arg(maxlen)
+                        .arg(hard_cap)
+                        .arg(acked)
+                        .arg("0");
+                    (part, inv)
+                })
             })
             .collect();
         let keys = self.keys.clone();

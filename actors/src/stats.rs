@@ -66,6 +66,27 @@ pub struct StatsSnapshot {
     pub restarts: u64,
 }
 
+impl StatsSnapshot {
+    /// Both snapshots added up (the routers of a stream's partitions as one).
+    pub fn plus(&self, o: &StatsSnapshot) -> StatsSnapshot {
+        StatsSnapshot {
+            handled: self.handled + o.handled,
+            failed: self.failed + o.failed,
+            retried: self.retried + o.retried,
+            dead_lettered: self.dead_lettered + o.dead_lettered,
+            acked: self.acked + o.acked,
+            skipped: self.skipped + o.skipped,
+            claimed: self.claimed + o.claimed,
+            gone: self.gone + o.gone,
+            busy_us: self.busy_us + o.busy_us,
+            leases_lost: self.leases_lost + o.leases_lost,
+            in_flight: self.in_flight + o.in_flight,
+            workers: self.workers + o.workers,
+            restarts: self.restarts + o.restarts,
+        }
+    }
+}
+
 impl RouteStats {
     pub(crate) fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);

@@ -23,7 +23,7 @@ use crate::worker::{Worker, WorkerFactory};
 #[derive(Clone)]
 pub(crate) struct RouterSpec {
     pub(crate) route: Arc<Route>,
-    pub(crate) client: redis::Client,
+    pub(crate) client: crate::conn::RedisClient,
     pub(crate) backend: GroupBackend,
     pub(crate) leases: Arc<Leases>,
     pub(crate) workers: Vec<Addr<Worker>>,

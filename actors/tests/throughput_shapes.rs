@@ -11,7 +11,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
-use strategist_actors::{Delivery, Event, Handler, HandlerError, Keys, Pool, PoolOptions};
+use strategist_actors::{
+    Batching, Delivery, Event, Handler, HandlerError, Keys, Pool, PoolOptions,
+};
 
 fn options(workers: usize, concurrency: usize) -> PoolOptions {
     PoolOptions {
@@ -105,5 +107,48 @@ async fn a_batch_handler_gets_many_entries_at_once_and_a_bad_one_fails_alone() {
     let dlq = entries(&mut c, &Keys::default().dlq(STREAM));
     assert_eq!(dlq.len(), 1, "only the bad entry is a dead letter");
     assert_eq!(dlq[0]["dlq_error"], "seq 13 is bad");
+    engine.stop();
+}
+
+#[actix_rt::test]
+async fn parallel_batches_overlap_up_to_their_limit_and_each_entry_runs_once() {
+    let r = redis();
+    let running = Arc::new(AtomicUsize::new(0));
+    let most = Arc::new(AtomicUsize::new(0));
+    let total = Arc::new(AtomicUsize::new(0));
+    let (run, top, sum) = (running.clone(), most.clone(), total.clone());
+    let b = Batching {
+        max: 20,
+        linger: Duration::from_millis(2),
+        parallel: 3,
+    };
+    let handler = Handler::batched(b, move |batch: Vec<Delivery>| {
+        let (run, top, sum) = (run.clone(), top.clone(), sum.clone());
+        async move {
+            let now = run.fetch_add(1, Ordering::SeqCst) + 1;
+            top.fetch_max(now, Ordering::SeqCst);
+            // A slow commit: the next batches must not wait for it.
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            sum.fetch_add(batch.len(), Ordering::SeqCst);
+            run.fetch_sub(1, Ordering::SeqCst);
+            batch.iter().map(|_| Ok(())).collect()
+        }
+    });
+    let mut pool = Pool::new("parallel-batcher", options(2, 100));
+    pool.handle(STREAM, PING, handler);
+    let mut c = conn(&r);
+    for i in 0..300 {
+        xadd_event(&mut c, STREAM, PING, &ping(i));
+    }
+    let engine = start(&r, vec![pool]).await;
+    eventually_async(Duration::from_secs(10), "every entry settled", || {
+        let g = group(&mut c, STREAM, "parallel-batcher");
+        g.pending == 0 && g.entries_read == 300
+    })
+    .await;
+    assert_eq!(total.load(Ordering::SeqCst), 300, "each entry once");
+    let most = most.load(Ordering::SeqCst);
+    assert!(most > 1, "batches never overlapped");
+    assert!(most <= 3, "{most} batches ran at once, limit 3");
     engine.stop();
 }

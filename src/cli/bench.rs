@@ -17,8 +17,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use redis::aio::ConnectionManager;
 use serde::Serialize;
+use strategist_actors::Conn;
 use strategist_actors::{
     Engine, EngineConfig, Envelope, Event, Health, Hooks, Keys, Pool, PoolOptions, Publisher,
     StatsSnapshot,
@@ -373,13 +373,15 @@ pub(super) async fn wait_acked(
 /// its own connection) reading with `XREADGROUP COUNT` and acking each batch with
 /// one `XACK`, concurrently. Events per second, publish to ack.
 async fn ceiling(
-    client: &redis::Client,
+    client: &strategist_actors::RedisClient,
     key: &str,
     n: u64,
     payload_bytes: usize,
     consumers: usize,
 ) -> anyhow::Result<f64> {
-    let mut c = client.get_multiplexed_async_connection().await?;
+    let mut c = client
+        .dedicated(strategist_actors::ConnOptions::default())
+        .await?;
     redis::cmd("XGROUP")
         .arg("CREATE")
         .arg(key)
@@ -426,10 +428,10 @@ async fn ceiling(
     let mut readers = Vec::new();
     for i in 0..consumers {
         let mut rc = client
-            .get_multiplexed_async_connection_with_config(
-                &redis::AsyncConnectionConfig::new()
-                    .set_response_timeout(Some(Duration::from_secs(10))),
-            )
+            .dedicated(strategist_actors::ConnOptions {
+                response_timeout: Duration::from_secs(10),
+                ..Default::default()
+            })
             .await?;
         let (key, done) = (key.to_owned(), done.clone());
         readers.push(tokio::spawn(async move {
@@ -475,7 +477,7 @@ async fn ceiling(
     Ok(n as f64 / secs)
 }
 
-pub(super) async fn cleanup(mut conn: ConnectionManager, prefix: &str) {
+pub(super) async fn cleanup(mut conn: Conn, prefix: &str) {
     let keys: Vec<String> = redis::cmd("KEYS")
         .arg(format!("*{prefix}*"))
         .query_async(&mut conn)

@@ -10,8 +10,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use redis::aio::ConnectionManager;
 use serde::Serialize;
+use strategist_actors::Conn;
 use strategist_actors::{
     Catalog, Engine, EngineConfig, Event, Health, Hooks, Keys, Pool, PoolOptions, Publisher,
 };
@@ -35,9 +35,9 @@ pub struct ObservabilityCost {
 /// What every round shares.
 pub struct Setup<'a> {
     /// The Redis client (for the routers' own connections).
-    pub client: &'a redis::Client,
+    pub client: &'a strategist_actors::RedisClient,
     /// The shared connection.
-    pub shared: &'a ConnectionManager,
+    pub shared: &'a Conn,
     /// The catalog.
     pub catalog: &'a Arc<Catalog>,
     /// Key prefix; each round appends its own.

@@ -1,6 +1,6 @@
 //! `strategist dlq list|show|reprocess|purge`: the dead-letter admin.
 
-use strategist_actors::{DeadLetterFilter, DeadLetters, Keys};
+use strategist_actors::{DeadLetterFilter, DeadLetters};
 
 use crate::config::Settings;
 use crate::{events, redis_conn};
@@ -34,11 +34,7 @@ pub async fn run(settings: &Settings, cmd: DlqCommand) -> anyhow::Result<String>
     }
     let (_, conn) = redis_conn::connect(&settings.redis).await?;
     let streams = events::streams::ALL.iter().map(|s| s.to_string()).collect();
-    let dl = DeadLetters::new(
-        conn,
-        Keys::new(settings.redis.stream_prefix.clone()),
-        streams,
-    );
+    let dl = DeadLetters::new(conn, settings.keys()?, streams);
     let who = "cli";
     Ok(match cmd {
         DlqCommand::List(f, limit) => dl

@@ -15,9 +15,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use redis::aio::ConnectionManager;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
+use strategist_actors::Conn;
 use strategist_actors::{Catalog, Envelope, Keys, Publisher};
 
 use crate::config::Settings;
@@ -66,6 +66,10 @@ pub struct LoadReport {
     pub groups: BTreeMap<String, GroupLoad>,
     /// The largest RSS of the `serve` process seen, in MiB.
     pub max_rss_mib: Option<f64>,
+    /// At that sample: its anonymous memory (heap, stacks), in MiB.
+    pub rss_anon_mib_at_peak: Option<f64>,
+    /// At that sample: its mapped files (the binary's code pages, mostly), in MiB.
+    pub rss_file_mib_at_peak: Option<f64>,
     /// Whether every group stayed within one second of backlog.
     pub kept_up: bool,
 }
@@ -82,11 +86,11 @@ pub async fn run(settings: &Settings, args: LoadArgs) -> anyhow::Result<LoadRepo
         );
     }
     let (_, conn) = redis_conn::connect(&settings.redis).await?;
-    let keys = Keys::new(settings.redis.stream_prefix.clone());
+    let keys = settings.keys()?;
     let catalog = Arc::new(events::catalog());
     let publisher = Publisher::new(conn.clone(), keys.clone(), catalog.clone());
     let mut groups: BTreeMap<String, GroupLoad> = BTreeMap::new();
-    let mut max_rss: Option<u64> = None;
+    let mut max_rss: Option<Rss> = None;
     let start = Instant::now();
     let total = args.rate * args.seconds;
     let mut sent = 0u64;
@@ -134,9 +138,9 @@ pub async fn run(settings: &Settings, args: LoadArgs) -> anyhow::Result<LoadRepo
                 "no consumer group reads {}: is `strategist serve` running on this Redis and prefix?",
                 args.streams.join(", ")
             );
-            let rss = args.pid.and_then(rss_kib);
+            let rss = args.pid.and_then(rss_of);
             if let Some(r) = rss {
-                max_rss = Some(max_rss.map_or(r, |m| m.max(r)));
+                max_rss = Some(max_rss.map_or(r, |m| if r.total > m.total { r } else { m }));
             }
             let mut line = format!("t={:>3}s", elapsed.as_secs());
             for (g, backlog) in &now {
@@ -148,7 +152,7 @@ pub async fn run(settings: &Settings, args: LoadArgs) -> anyhow::Result<LoadRepo
                 line.push_str(&format!(" {g}={backlog}"));
             }
             if let Some(r) = rss {
-                line.push_str(&format!(" rss={:.1}MiB", r as f64 / 1024.0));
+                line.push_str(&format!(" rss={:.1}MiB", r.total as f64 / 1024.0));
             }
             eprintln!("{line}");
         }
@@ -193,7 +197,9 @@ pub async fn run(settings: &Settings, args: LoadArgs) -> anyhow::Result<LoadRepo
         achieved_rate_per_stream: (total as f64 / published_in.as_secs_f64()).round(),
         seconds: args.seconds,
         groups,
-        max_rss_mib: max_rss.map(|k| (k as f64 / 1024.0 * 10.0).round() / 10.0),
+        max_rss_mib: max_rss.map(|r| mib(r.total)),
+        rss_anon_mib_at_peak: max_rss.map(|r| mib(r.anon)),
+        rss_file_mib_at_peak: max_rss.map(|r| mib(r.file)),
         kept_up,
     })
 }
@@ -258,19 +264,23 @@ fn event(catalog: &Catalog, stream: &str, i: u64, users: u64) -> Envelope {
 
 /// Backlog (pending + lag) of every group of `streams`, by `stream/group`.
 async fn sample(
-    conn: &ConnectionManager,
+    conn: &Conn,
     keys: &Keys,
     streams: &[String],
 ) -> anyhow::Result<BTreeMap<String, u64>> {
     let mut out = BTreeMap::new();
     let mut c = conn.clone();
-    for s in streams {
+    // A partitioned stream's backlog is the sum over its partitions.
+    for (s, part) in streams
+        .iter()
+        .flat_map(|s| keys.partitions(s).into_iter().map(move |p| (s, p)))
+    {
         let v: redis::Value = redis::cmd("XINFO")
             .arg("GROUPS")
-            .arg(keys.stream(s))
+            .arg(keys.stream(&part))
             .query_async(&mut c)
             .await
-            .with_context(|| format!("XINFO GROUPS {s}"))?;
+            .with_context(|| format!("XINFO GROUPS {part}"))?;
         let redis::Value::Array(groups) = v else {
             continue;
         };
@@ -297,17 +307,36 @@ async fn sample(
                     _ => {}
                 }
             }
-            out.insert(format!("{s}/{name}"), pending + lag);
+            *out.entry(format!("{s}/{name}")).or_default() += pending + lag;
         }
     }
     Ok(out)
 }
 
-/// Resident memory of `pid` in KiB (Linux).
-fn rss_kib(pid: u32) -> Option<u64> {
+/// Resident memory of a process in KiB: in all, anonymous, file-backed.
+#[derive(Debug, Clone, Copy)]
+struct Rss {
+    total: u64,
+    anon: u64,
+    file: u64,
+}
+
+fn mib(kib: u64) -> f64 {
+    (kib as f64 / 1024.0 * 10.0).round() / 10.0
+}
+
+/// Resident memory of `pid` (Linux `/proc/<pid>/status`).
+fn rss_of(pid: u32) -> Option<Rss> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    };
+    Some(Rss {
+        total: field("VmRSS:")?,
+        anon: field("RssAnon:").unwrap_or(0),
+        file: field("RssFile:").unwrap_or(0),
+    })
 }

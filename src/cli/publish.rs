@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use serde_json::Value;
-use strategist_actors::{Envelope, Keys};
+use strategist_actors::Envelope;
 
 use crate::config::Settings;
 use crate::{events, redis_conn};
@@ -38,7 +38,7 @@ pub async fn run(settings: &Settings, a: PublishArgs) -> anyhow::Result<(String,
     // Check before connecting, so a bad event never waits on Redis.
     catalog.check_publish(&a.stream, &env)?;
     let (_, conn) = redis_conn::connect(&settings.redis).await?;
-    let keys = Keys::new(settings.redis.stream_prefix.clone());
+    let keys = settings.keys()?;
     let publisher = redis_conn::publisher(&settings.redis, conn, &keys, &catalog)
         .await?
         .with_dedupe_window_ms(settings.publish.dedupe_window_ms);

@@ -18,53 +18,81 @@ pub async fn run(
     count: Option<u64>,
 ) -> anyhow::Result<()> {
     let (client, _) = redis_conn::connect(&settings.redis).await?;
-    let cfg = redis::AsyncConnectionConfig::new()
-        .set_response_timeout(Some(std::time::Duration::from_secs(30)));
     let mut conn = client
-        .get_multiplexed_async_connection_with_config(&cfg)
+        .dedicated(strategist_actors::ConnOptions::default())
         .await?;
-    let key = strategist_actors::Keys::new(settings.redis.stream_prefix.clone()).stream(stream);
-    let mut last = if from == "$" {
-        // Resolve `$` once, so entries between two reads are never skipped.
-        let info: redis::Value = redis::cmd("XREVRANGE")
-            .arg(&key)
-            .arg("+")
-            .arg("-")
-            .arg("COUNT")
-            .arg(1)
-            .query_async(&mut conn)
-            .await?;
-        strategist_actors::redis_io::parse_entries(info)
-            .first()
-            .map(|e| e.id.clone())
-            .unwrap_or_else(|| "0-0".into())
+    // A partitioned stream is followed on every partition, each from its own
+    // position (entry ids of two partitions do not compare).
+    let keys = settings.keys()?;
+    let parts: Vec<(Option<u32>, String)> = keys
+        .partitions(stream)
+        .iter()
+        .map(|p| (keys.logical(p).1, keys.stream(p)))
+        .collect();
+    let mut last = Vec::with_capacity(parts.len());
+    for (_, key) in &parts {
+        last.push(if from == "$" {
+            // Resolve `$` once, so entries between two reads are never skipped.
+            let info: redis::Value = redis::cmd("XREVRANGE")
+                .arg(key)
+                .arg("+")
+                .arg("-")
+                .arg("COUNT")
+                .arg(1)
+                .query_async(&mut conn)
+                .await?;
+            strategist_actors::redis_io::parse_entries(info)
+                .first()
+                .map(|e| e.id.clone())
+                .unwrap_or_else(|| "0-0".into())
+        } else {
+            from.to_owned()
+        });
+    }
+    // One XREAD names every partition, except on a cluster, where they live in
+    // different slots: there each is read in turn with a short block.
+    let groups: Vec<Vec<usize>> = if client.is_cluster() {
+        (0..parts.len()).map(|i| vec![i]).collect()
     } else {
-        from.to_owned()
+        vec![(0..parts.len()).collect()]
     };
+    let block_ms = if groups.len() > 1 { 100 } else { 5000 };
     let mut printed = 0u64;
     let stdout = std::io::stdout();
     loop {
-        let v: redis::Value = redis::cmd("XREAD")
-            .arg("COUNT")
-            .arg(100)
-            .arg("BLOCK")
-            .arg(5000)
-            .arg("STREAMS")
-            .arg(&key)
-            .arg(&last)
-            .query_async(&mut conn)
-            .await?;
-        let entries = strategist_actors::redis_io::parse_stream_reply(v);
-        let mut out = stdout.lock();
-        for e in entries {
-            last = e.id.clone();
-            writeln!(out, "{}", line(stream, &e))?;
-            printed += 1;
-            if count.is_some_and(|c| printed >= c) {
-                return Ok(());
+        for g in &groups {
+            let mut cmd = redis::cmd("XREAD");
+            cmd.arg("COUNT")
+                .arg(100)
+                .arg("BLOCK")
+                .arg(block_ms)
+                .arg("STREAMS");
+            for &i in g {
+                cmd.arg(&parts[i].1);
             }
+            for &i in g {
+                cmd.arg(&last[i]);
+            }
+            let v: redis::Value = cmd.query_async(&mut conn).await?;
+            let entries = strategist_actors::redis_io::parse_stream_reply(v);
+            let mut out = stdout.lock();
+            for e in entries {
+                let Some(i) = parts.iter().position(|(_, k)| *k == e.key) else {
+                    continue;
+                };
+                last[i] = e.id.clone();
+                let mut l = line(stream, &e);
+                if let Some(n) = parts[i].0 {
+                    l["partition"] = json!(n);
+                }
+                writeln!(out, "{l}")?;
+                printed += 1;
+                if count.is_some_and(|c| printed >= c) {
+                    return Ok(());
+                }
+            }
+            out.flush()?;
         }
-        out.flush()?;
     }
 }
 

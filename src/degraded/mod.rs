@@ -18,7 +18,7 @@ pub mod rules;
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use redis::aio::ConnectionManager;
+use strategist_actors::Conn;
 use strategist_actors::{EngineMetrics, Keys, Publisher};
 
 use crate::config::ThresholdSettings;
@@ -39,7 +39,7 @@ type TypeKey = (String, String, String);
 pub struct Watch {
     settings: ThresholdSettings,
     engine: EngineMetrics,
-    conn: ConnectionManager,
+    conn: Conn,
     keys: Keys,
     publisher: Publisher,
     service: String,
@@ -56,7 +56,7 @@ impl Watch {
     pub fn new(
         settings: ThresholdSettings,
         engine: EngineMetrics,
-        conn: ConnectionManager,
+        conn: impl Into<Conn>,
         keys: Keys,
         publisher: Publisher,
         service: String,
@@ -67,7 +67,7 @@ impl Watch {
         Watch {
             settings,
             engine,
-            conn,
+            conn: conn.into(),
             keys,
             publisher,
             service,

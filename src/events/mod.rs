@@ -18,12 +18,20 @@ pub mod streams;
 pub mod system;
 pub mod user;
 
-/// Implements [`EventType`] for a payload.
+/// Implements [`EventType`] for a payload; `ordered_by` names its ordering key,
+/// the field that also picks its partition on a partitioned stream.
 macro_rules! event_type {
     ($t:ty, $name:literal, $stream:expr) => {
         impl strategist_actors::EventType for $t {
             const TYPE: &'static str = $name;
             const STREAM: &'static str = $stream;
+        }
+    };
+    ($t:ty, $name:literal, $stream:expr, ordered_by $key:literal) => {
+        impl strategist_actors::EventType for $t {
+            const TYPE: &'static str = $name;
+            const STREAM: &'static str = $stream;
+            const ORDERING_KEY: Option<&'static str> = Some($key);
         }
     };
 }

@@ -26,7 +26,7 @@ pub struct UserRegistered {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub referral_source: Option<String>,
 }
-event_type!(UserRegistered, "user.registered", USER);
+event_type!(UserRegistered, "user.registered", USER, ordered_by "user_id");
 
 /// `user.preferences.updated`
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -36,7 +36,7 @@ pub struct UserPreferencesUpdated {
     pub old_values: Map<String, Value>,
     pub new_values: Map<String, Value>,
 }
-event_type!(UserPreferencesUpdated, "user.preferences.updated", USER);
+event_type!(UserPreferencesUpdated, "user.preferences.updated", USER, ordered_by "user_id");
 
 /// `user.login`
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -48,7 +48,7 @@ pub struct UserLogin {
     pub user_agent: String,
     pub success: bool,
 }
-event_type!(UserLogin, "user.login", USER);
+event_type!(UserLogin, "user.login", USER, ordered_by "user_id");
 
 /// `user.embedding.model.changed` (implied by the design's preferences projection).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -63,5 +63,6 @@ pub struct UserEmbeddingModelChanged {
 event_type!(
     UserEmbeddingModelChanged,
     "user.embedding.model.changed",
-    USER
+    USER,
+    ordered_by "user_id"
 );

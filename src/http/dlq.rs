@@ -10,8 +10,9 @@
 //! handled it: reprocessing it is refused (409; its fields are still in the
 //! table), and purging it just marks the row.
 //!
-//! Ids are `<stream>:<dead-letter entry id>` (`ai.events:1732881600000-0`); in a
-//! path they may be sent as they are or URL-encoded (`ai.events%3A1732881600000-0`).
+//! Ids are `<stream>:<dead-letter entry id>` (`ai.events:1732881600000-0`), and
+//! `<stream>:<partition>:<entry id>` on a partitioned stream; in a path they may be
+//! sent as they are or URL-encoded (`ai.events%3A1732881600000-0`).
 
 use actix_web::{HttpResponse, delete, get, post, web};
 use serde::Deserialize;
@@ -84,24 +85,17 @@ fn check_reason(r: &str) -> Result<(), ApiError> {
     })
 }
 
-/// The stream of a well-formed dead-letter id, or a 400.
-fn stream_of_id(id: &str) -> Result<&str, ApiError> {
-    let bad = || {
+/// The Redis stream of a well-formed dead-letter id (on a partitioned stream, the
+/// partition's: `user.events:2` of `user.events:2:1732881600000-0`), or a 400.
+fn stream_of_id<'a>(state: &AppState, id: &'a str) -> Result<&'a str, ApiError> {
+    state.dead_letters.stream_of_id(id).map_err(|_| {
         ApiError::bad_request(
             "invalid_id",
             format!(
-                "`{id}` is not a dead-letter id (expected <stream>:<entry id>, e.g. ai.events:1732881600000-0)"
+                "`{id}` is not a dead-letter id (expected <stream>:<entry id>, e.g. ai.events:1732881600000-0, or <stream>:<partition>:<entry id> on a partitioned stream)"
             ),
         )
-    };
-    let (stream, entry) = id.rsplit_once(':').ok_or_else(bad)?;
-    let entry_ok = entry
-        .split_once('-')
-        .is_some_and(|(a, b)| a.parse::<u64>().is_ok() && b.parse::<u64>().is_ok());
-    if !entry_ok || !streams::ALL.contains(&stream) {
-        return Err(bad());
-    }
-    Ok(stream)
+    })
 }
 
 fn dead_letter_error(e: DeadLetterError) -> ApiError {
@@ -122,7 +116,7 @@ fn mirror_error(e: dead_letter_mirror::MirrorError) -> ApiError {
 /// The row of `id`, mirroring its stream first when it has none yet; 404 if
 /// neither the table nor Redis knows it.
 async fn find(state: &AppState, store: &Store, id: &str) -> Result<dead_letter::Model, ApiError> {
-    let stream = stream_of_id(id)?;
+    let stream = stream_of_id(state, id)?;
     if let Some(row) = store.dead_letter(id).await? {
         return Ok(row);
     }
@@ -199,7 +193,7 @@ async fn list(
         })?),
     };
     if let Some(a) = &q.after {
-        stream_of_id(a)
+        stream_of_id(&state, a)
             .map_err(|e| ApiError::bad_request("invalid_query", format!("after: {}", e.message)))?;
     }
     let limit = q.limit.unwrap_or(100);

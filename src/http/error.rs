@@ -181,6 +181,20 @@ impl From<crate::store::StoreError> for ApiError {
 
 impl From<redis::RedisError> for ApiError {
     fn from(e: redis::RedisError) -> Self {
+        if strategist_actors::redis_io::refused_for_memory(&e) {
+            // Redis at `maxmemory` under `noeviction` refuses writes that add memory,
+            // and only those: consumers still read and ack, retention still trims,
+            // so the refusal ends by itself once they have freed memory.
+            tracing::warn!(error = %e, "redis refused a write: at its memory limit");
+            let mut err = Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "redis_full",
+                "Redis is at its memory limit (maxmemory) and refuses new writes; \
+                 nothing was written; retry once consumers and retention have freed memory",
+            );
+            err.retry_after = Some(5);
+            return err;
+        }
         tracing::warn!(error = %e, "redis failed under a request");
         ApiError::unavailable("Redis is not available")
     }

@@ -32,7 +32,7 @@ mod streams;
 use std::sync::Arc;
 
 use actix_web::{App, HttpServer, dev::ServerHandle, web};
-use redis::aio::ConnectionManager;
+use strategist_actors::Conn;
 use strategist_actors::{DeadLetters, EngineMetrics, Health, Publisher, Replies};
 use utoipa_actix_web::AppExt as _;
 
@@ -51,7 +51,7 @@ pub struct AppState {
     /// Readiness board of the engine.
     pub health: Health,
     /// The shared Redis connection.
-    pub redis: ConnectionManager,
+    pub redis: Conn,
     /// The database (may still be opening).
     pub db: crate::database::Db,
     /// Publishes validated events.

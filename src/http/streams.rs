@@ -4,6 +4,11 @@
 //! A stream nobody has written to yet is listed with length 0 and no ids, so the
 //! answer always has the seven. `lag` and `entries_read` are null where Redis cannot
 //! tell (before 7.0, or after deletions inside the group's range).
+//!
+//! A partitioned stream is listed under its own name with its partitions' figures
+//! added up (lengths, pending, lag, entries read; the most consumers of any one;
+//! the oldest first and the newest last id), and each partition under
+//! `partitions`.
 
 use actix_web::{HttpResponse, get, web};
 use redis::Value;
@@ -32,6 +37,9 @@ pub(super) struct StreamInfo {
     last_id: Option<String>,
     /// Its consumer groups.
     groups: Vec<GroupInfo>,
+    /// On a partitioned stream, each partition (`<stream>:<n>`) on its own.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    partitions: Vec<StreamInfo>,
 }
 
 /// One consumer group of a stream.
@@ -63,7 +71,64 @@ fn no_such_key(e: &redis::RedisError) -> bool {
     e.to_string().contains("no such key")
 }
 
+/// The time part of an entry id, for comparing ids of different partitions.
+fn id_ms(id: &Option<String>) -> Option<u64> {
+    id.as_deref()?.split('-').next()?.parse().ok()
+}
+
 async fn stream_info(state: &AppState, name: &str) -> Result<StreamInfo, ApiError> {
+    let keys = state.publisher.keys();
+    if keys.partition_count(name) == 1 {
+        return stream_info_one(state, name).await;
+    }
+    let mut all = StreamInfo {
+        name: name.to_owned(),
+        length: 0,
+        first_id: None,
+        last_id: None,
+        groups: Vec::new(),
+        partitions: Vec::new(),
+    };
+    for p in keys.partitions(name) {
+        let one = stream_info_one(state, &p).await?;
+        all.length += one.length;
+        if one.first_id.is_some()
+            && (all.first_id.is_none() || id_ms(&one.first_id) < id_ms(&all.first_id))
+        {
+            all.first_id.clone_from(&one.first_id);
+        }
+        if id_ms(&one.last_id) > id_ms(&all.last_id) {
+            all.last_id.clone_from(&one.last_id);
+        }
+        for g in &one.groups {
+            match all.groups.iter_mut().find(|a| a.name == g.name) {
+                Some(a) => {
+                    a.consumers = a.consumers.max(g.consumers);
+                    a.pending += g.pending;
+                    a.lag = a.lag.zip(g.lag).map(|(x, y)| x + y);
+                    a.entries_read = a.entries_read.zip(g.entries_read).map(|(x, y)| x + y);
+                    if id_ms(&g.last_delivered_id) > id_ms(&a.last_delivered_id) {
+                        a.last_delivered_id.clone_from(&g.last_delivered_id);
+                    }
+                }
+                None => all.groups.push(GroupInfo {
+                    name: g.name.clone(),
+                    consumers: g.consumers,
+                    pending: g.pending,
+                    lag: g.lag,
+                    entries_read: g.entries_read,
+                    last_delivered_id: g.last_delivered_id.clone(),
+                }),
+            }
+        }
+        all.partitions.push(one);
+    }
+    all.groups.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(all)
+}
+
+/// One Redis stream (a partition's name on a partitioned stream).
+async fn stream_info_one(state: &AppState, name: &str) -> Result<StreamInfo, ApiError> {
     let key = state.publisher.keys().stream(name);
     let mut conn = state.redis.clone();
     let mut info = StreamInfo {
@@ -72,6 +137,7 @@ async fn stream_info(state: &AppState, name: &str) -> Result<StreamInfo, ApiErro
         first_id: None,
         last_id: None,
         groups: Vec::new(),
+        partitions: Vec::new(),
     };
     let stream: Value = match redis::cmd("XINFO")
         .arg("STREAM")

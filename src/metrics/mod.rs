@@ -7,7 +7,8 @@
 //! - the engine's measurements of the handler calls this process made
 //!   ([`strategist_actors::metrics`]: counts, processing time, latency, per stream,
 //!   group and event type, over a sliding window of five minutes);
-//! - the queue figures of the whole system, read from Redis ([`queues`]);
+//! - the queue figures of the whole system, read from Redis ([`queues`]), and
+//!   Redis's memory against its limit ([`redis_memory`]);
 //! - this process's memory and CPU ([`process`]).
 //!
 //! Both views are computed from one `Report` by pure functions ([`Report::document`],
@@ -20,14 +21,16 @@ pub mod otlp;
 pub mod process;
 pub mod prometheus;
 pub mod queues;
+pub mod redis_memory;
 
-use redis::aio::ConnectionManager;
 use serde::Serialize;
+use strategist_actors::Conn;
 use strategist_actors::metrics::{SLOT, SLOTS, TypeSnapshot};
 use strategist_actors::{EngineMetrics, Keys, RouteSnapshot};
 
 pub use process::ProcessFigures;
 pub use queues::{GroupQueue, QueueError, QueueFigures};
+pub use redis_memory::RedisMemory;
 
 /// Everything measured, at one moment.
 #[derive(Debug, Clone)]
@@ -36,6 +39,8 @@ pub struct Report {
     pub routes: Vec<RouteSnapshot>,
     /// Redis's queue figures of every stream.
     pub queues: QueueFigures,
+    /// Redis's memory (the fullest master on a cluster), when it could be read.
+    pub redis_memory: Option<RedisMemory>,
     /// This process's memory and CPU (None where `/proc` cannot be read).
     pub process: Option<ProcessFigures>,
     /// What the scaler did to this process's pools (empty unless the caller adds
@@ -47,16 +52,18 @@ impl Report {
     /// Reads the three sources now.
     pub async fn collect(
         engine: &EngineMetrics,
-        conn: &mut ConnectionManager,
+        conn: &mut Conn,
         keys: &Keys,
     ) -> Result<Report, QueueError> {
         let queues = queues::read(conn, keys, &crate::events::streams::ALL).await?;
+        let redis_memory = redis_memory::read(conn).await;
         let process = process::read()
             .inspect_err(|e| tracing::debug!(error = %e, "no process figures"))
             .ok();
         Ok(Report {
             routes: engine.snapshot(),
             queues,
+            redis_memory,
             process,
             scaling: Vec::new(),
         })
@@ -147,6 +154,7 @@ impl Report {
             streams,
             pools,
             scaling: self.scaling.clone(),
+            redis_memory: self.redis_memory,
             process: self.process,
         }
     }
@@ -168,6 +176,9 @@ pub struct MetricsDocument {
     /// The scaler's view of each pool it scales here: metric, bounds, workers,
     /// what the last sample asked for, changes.
     pub scaling: Vec<crate::scaler::PoolScaling>,
+    /// Redis's memory against its `maxmemory` (the fullest master on a cluster):
+    /// at the limit publishes are refused with 503 `redis_full`.
+    pub redis_memory: Option<RedisMemory>,
     /// This process.
     pub process: Option<ProcessFigures>,
 }

@@ -16,7 +16,7 @@ use std::time::Duration;
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Meter, MeterProvider as _};
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
-use redis::aio::ConnectionManager;
+use strategist_actors::Conn;
 use strategist_actors::metrics::{Quantiles, TypeSnapshot};
 use strategist_actors::{EngineMetrics, Keys, RouteSnapshot};
 
@@ -43,7 +43,7 @@ fn env(k: &str) -> Option<String> {
 
 /// Starts the export when the environment asks for it; None when it does not, or
 /// (logged) when it cannot.
-pub fn start(engine: EngineMetrics, conn: ConnectionManager, keys: Keys) -> Option<OtlpMetrics> {
+pub fn start(engine: EngineMetrics, conn: Conn, keys: Keys) -> Option<OtlpMetrics> {
     if env("OTEL_SDK_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true"))
         || env("OTEL_METRICS_EXPORTER").is_some_and(|v| v.eq_ignore_ascii_case("none"))
         || env("OTEL_EXPORTER_OTLP_ENDPOINT").is_none()
@@ -98,13 +98,7 @@ pub fn start(engine: EngineMetrics, conn: ConnectionManager, keys: Keys) -> Opti
 }
 
 /// Collects a report a little more often than the exporter reads one.
-fn refresh(
-    latest: Latest,
-    engine: EngineMetrics,
-    mut conn: ConnectionManager,
-    keys: Keys,
-    every: Duration,
-) {
+fn refresh(latest: Latest, engine: EngineMetrics, mut conn: Conn, keys: Keys, every: Duration) {
     actix::spawn(async move {
         let mut tick = tokio::time::interval((every / 2).max(Duration::from_millis(50)));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

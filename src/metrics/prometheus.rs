@@ -281,6 +281,22 @@ impl Collector for ReportCollector {
                 .encode_counter::<NoLabelSet, _, u64>(&p.changes, None)?;
         }
 
+        if let Some(m) = r.redis_memory {
+            enc.encode_descriptor(
+                "strategist_redis_memory_used",
+                "Redis used_memory (the fullest master on a cluster).",
+                Some(&Unit::Bytes),
+                MetricType::Gauge,
+            )?
+            .encode_gauge(&m.used_bytes)?;
+            enc.encode_descriptor(
+                "strategist_redis_memory_max",
+                "Redis maxmemory of that server (0: no limit); at the limit publishes are refused.",
+                Some(&Unit::Bytes),
+                MetricType::Gauge,
+            )?
+            .encode_gauge(&m.max_bytes)?;
+        }
         if let Some(p) = r.process {
             enc.encode_descriptor(
                 "process_resident_memory",

@@ -11,11 +11,13 @@
 //! - ages are measured against Redis's clock (`TIME`), the clock entry ids are made
 //!   with, so a process whose clock drifts still reports the right age;
 //! - a stream nobody wrote to yet is reported with length 0 and no group;
-//! - the redelivery streams of reprocessed dead letters are not counted here.
+//! - the redelivery streams of reprocessed dead letters are not counted here;
+//! - a partitioned stream is reported once, under its logical name, its figures
+//!   summed over its partitions (see [`merge`] for each field's rule).
 
 use redis::Value;
-use redis::aio::ConnectionManager;
 use serde::Serialize;
+use strategist_actors::Conn;
 use strategist_actors::Keys;
 use strategist_actors::metrics::{SLOT, SLOTS};
 use strategist_actors::redis_io::{int, pairs, text};
@@ -90,7 +92,7 @@ impl GroupQueue {
 
 /// Reads the figures of `streams` (names without prefix).
 pub async fn read(
-    conn: &mut ConnectionManager,
+    conn: &mut Conn,
     keys: &Keys,
     streams: &[&str],
 ) -> Result<QueueFigures, QueueError> {
@@ -107,8 +109,73 @@ pub async fn read(
     })
 }
 
+/// One logical stream: itself, or its partitions summed.
 async fn stream(
-    conn: &mut ConnectionManager,
+    conn: &mut Conn,
+    keys: &Keys,
+    name: &str,
+    now_ms: i64,
+) -> Result<StreamQueue, QueueError> {
+    let mut parts = Vec::new();
+    for p in keys.partitions(name) {
+        parts.push(one(conn, keys, &p, now_ms).await?);
+    }
+    Ok(merge(name, parts))
+}
+
+/// The partitions of one stream as one: lengths, pending, lag (unknown if unknown
+/// anywhere), entries read and recent dead letters add up; consumers is the most
+/// of any partition (a worker reads every partition under one name); the oldest
+/// pending entry is the oldest of all; the last delivered id is the newest (ids of
+/// different partitions compare by time only).
+fn merge(name: &str, parts: Vec<StreamQueue>) -> StreamQueue {
+    let mut out = StreamQueue {
+        stream: name.to_owned(),
+        length: 0,
+        groups: Vec::new(),
+    };
+    let mut first = true;
+    for p in parts {
+        out.length += p.length;
+        for g in p.groups {
+            let Some(m) = out.groups.iter_mut().find(|m| m.group == g.group) else {
+                // A group missing from an earlier partition knows nothing of it.
+                let mut g = g;
+                if !first {
+                    g.lag = None;
+                }
+                out.groups.push(g);
+                continue;
+            };
+            m.consumers = m.consumers.max(g.consumers);
+            m.pending += g.pending;
+            m.lag = m.lag.zip(g.lag).map(|(a, b)| a + b);
+            m.entries_read = m.entries_read.zip(g.entries_read).map(|(a, b)| a + b);
+            m.dead_letters_window += g.dead_letters_window;
+            if g.last_delivered_id.as_deref().and_then(id_ms)
+                > m.last_delivered_id.as_deref().and_then(id_ms)
+            {
+                m.last_delivered_id = g.last_delivered_id;
+            }
+            let older = match (g.oldest_pending_age_ms, m.oldest_pending_age_ms) {
+                (Some(a), Some(b)) => a > b,
+                (Some(_), None) => true,
+                _ => false,
+            };
+            if older {
+                m.oldest_pending_id = g.oldest_pending_id;
+                m.oldest_pending_age_ms = g.oldest_pending_age_ms;
+            }
+        }
+        first = false;
+    }
+    out.groups.sort_by(|a, b| a.group.cmp(&b.group));
+    out
+}
+
+/// One Redis stream (a partition's name on a partitioned stream).
+async fn one(
+    conn: &mut Conn,
     keys: &Keys,
     name: &str,
     now_ms: i64,
@@ -167,7 +234,7 @@ async fn stream(
 
 /// Counts the dead letters of the window per group (`dlq_group` of each letter).
 async fn count_dead_letters(
-    conn: &mut ConnectionManager,
+    conn: &mut Conn,
     dlq_key: &str,
     now_ms: i64,
     groups: &mut [GroupQueue],
@@ -222,6 +289,47 @@ mod tests {
         assert_eq!(uint(&Value::Nil), None);
         assert_eq!(uint(&Value::Int(-1)), None);
         assert_eq!(id_ms("1764417600123-7"), Some(1_764_417_600_123));
+    }
+
+    #[test]
+    fn partitions_add_up_to_their_stream() {
+        let g = |pending, lag, oldest: Option<u64>| GroupQueue {
+            group: "g".into(),
+            consumers: 1,
+            pending,
+            lag,
+            oldest_pending_age_ms: oldest,
+            oldest_pending_id: oldest.map(|a| format!("{a}-0")),
+            last_delivered_id: Some("5-0".into()),
+            ..GroupQueue::default()
+        };
+        let part = |length, groups| StreamQueue {
+            stream: "s:n".into(),
+            length,
+            groups,
+        };
+        let m = merge(
+            "s",
+            vec![
+                part(10, vec![g(1, Some(2), Some(100))]),
+                part(20, vec![g(3, Some(4), Some(900))]),
+                part(0, vec![g(0, Some(0), None)]),
+            ],
+        );
+        assert_eq!((m.stream.as_str(), m.length), ("s", 30));
+        let q = &m.groups[0];
+        assert_eq!((q.pending, q.lag, q.consumers), (4, Some(6), 1));
+        assert_eq!(q.oldest_pending_age_ms, Some(900));
+        assert_eq!(q.queue_depth(), 10);
+        // Unknown lag on one partition: unknown for the stream.
+        let m = merge(
+            "s",
+            vec![
+                part(1, vec![g(1, None, None)]),
+                part(1, vec![g(1, Some(2), None)]),
+            ],
+        );
+        assert_eq!(m.groups[0].lag, None);
     }
 
     #[test]

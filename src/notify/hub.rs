@@ -128,7 +128,11 @@ impl Drop for Membership {
 impl Hub {
     /// Starts the hub and its pub/sub task on the current runtime. `key_prefix` is
     /// the configured Redis key prefix.
-    pub fn start(client: redis::Client, key_prefix: &str, max_queued: usize) -> Arc<Hub> {
+    pub fn start(
+        client: strategist_actors::RedisClient,
+        key_prefix: &str,
+        max_queued: usize,
+    ) -> Arc<Hub> {
         let (commands, rx) = mpsc::unbounded_channel();
         let hub = Arc::new(Hub {
             prefix: user_channel(key_prefix, ""),
@@ -307,13 +311,21 @@ fn parse_payload(payload: &[u8]) -> Option<(ulid::Ulid, ByteString)> {
 /// The pub/sub connection: carries out subscribe and unsubscribe in order and
 /// dispatches what arrives; reconnects when it is lost.
 async fn subscriber(
-    client: redis::Client,
+    client: strategist_actors::RedisClient,
     hub: std::sync::Weak<Hub>,
     mut commands: mpsc::UnboundedReceiver<Command>,
 ) {
     let mut delay = Duration::from_millis(100);
+    // On a cluster, any node hears every PUBLISH: after a failure, try the next.
+    let nodes = client.node_clients();
+    let mut attempt = 0usize;
     loop {
-        let connected = tokio::time::timeout(SUBSCRIBE_TIMEOUT, client.get_async_pubsub()).await;
+        let Some(node) = nodes.get(attempt % nodes.len().max(1)) else {
+            tracing::error!("notifications: no Redis node to subscribe on");
+            return;
+        };
+        attempt += 1;
+        let connected = tokio::time::timeout(SUBSCRIBE_TIMEOUT, node.get_async_pubsub()).await;
         let pubsub = match connected {
             Ok(Ok(p)) => p,
             failed => {

@@ -50,7 +50,7 @@ impl ChannelRegistry {
 /// What the channels of this process are built from.
 pub struct ChannelDeps<'a> {
     /// The shared Redis connection (the websocket channel publishes on it).
-    pub redis: redis::aio::ConnectionManager,
+    pub redis: strategist_actors::Conn,
     /// The configured Redis key prefix.
     pub key_prefix: String,
     /// The settings (`[notifications.email]`, `[notifications.push]`).

@@ -8,7 +8,7 @@
 
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
-use redis::aio::ConnectionManager;
+use strategist_actors::Conn;
 
 use super::channel::{Channel, ChannelError, Outgoing};
 use super::frames::{NotificationView, ServerFrame};
@@ -19,14 +19,14 @@ pub const OFFLINE: &str = "offline; kept for replay";
 
 /// Delivers to open sockets through Redis pub/sub.
 pub struct WebsocketChannel {
-    conn: ConnectionManager,
+    conn: Conn,
     key_prefix: String,
 }
 
 impl WebsocketChannel {
     /// Publishes on the shared connection; `key_prefix` is the configured Redis key
     /// prefix (the hubs use the same).
-    pub fn new(conn: ConnectionManager, key_prefix: impl Into<String>) -> Self {
+    pub fn new(conn: Conn, key_prefix: impl Into<String>) -> Self {
         WebsocketChannel {
             conn,
             key_prefix: key_prefix.into(),

@@ -136,12 +136,12 @@ impl Store {
         let inserted =
             content_draft::Entity::insert(content_draft::ActiveModel::from(draft.clone()))
                 .on_conflict_do_nothing_on([content_draft::Column::SourceEventId])
-                .exec(&txn)
+                .exec(&*txn)
                 .await?;
         if matches!(inserted, sea_orm::TryInsertResult::Conflicted) {
             let existing = content_draft::Entity::find()
                 .filter(content_draft::Column::SourceEventId.eq(&draft.source_event_id))
-                .one(&txn)
+                .one(&*txn)
                 .await?
                 .ok_or_else(|| StoreError::Conflict("draft vanished".into()))?;
             txn.commit().await?;
@@ -149,7 +149,7 @@ impl Store {
         }
         if let Some(request_id) = &draft.request_id {
             complete(
-                &txn,
+                &*txn,
                 request_id,
                 CONTENT,
                 &draft.user_id,

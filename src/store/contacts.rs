@@ -80,7 +80,7 @@ impl Store {
                     ])
                     .to_owned(),
             )
-            .exec_without_returning(&txn)
+            .exec_without_returning(&*txn)
             .await?;
         let beyond: Vec<String> = push_subscription::Entity::find()
             .select_only()
@@ -89,7 +89,7 @@ impl Store {
             .order_by_desc(push_subscription::Column::CreatedAtMs)
             .order_by_desc(push_subscription::Column::Endpoint)
             .into_tuple::<String>()
-            .all(&txn)
+            .all(&*txn)
             .await?
             // A handful per user: skipping here spares SQLite's OFFSET-needs-LIMIT.
             .into_iter()
@@ -98,7 +98,7 @@ impl Store {
         if !beyond.is_empty() {
             push_subscription::Entity::delete_many()
                 .filter(push_subscription::Column::Endpoint.is_in(beyond))
-                .exec(&txn)
+                .exec(&*txn)
                 .await?;
         }
         txn.commit().await?;

@@ -2,11 +2,14 @@
 //! once per event id by the archiver, read by user, correlation, type and time, in
 //! stream order, paged.
 
-use sea_orm::sea_query::OnConflict;
-use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{
+    ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect,
+};
 use strategist_actors::Envelope;
 
 use super::entities::event::{self, Column, Entity as Events};
+use super::json_rows::{self, Col};
 use super::{Store, StoreError};
 
 /// One event as read from a stream, ready to archive.
@@ -53,34 +56,27 @@ impl Store {
             return Ok(0);
         }
         let now = chrono::Utc::now().timestamp_millis();
-        let rows = batch.iter().map(|a| {
-            let (ms, seq) = entry_parts(&a.entry_id);
-            let e = &a.envelope;
-            event::ActiveModel {
-                id: sea_orm::Set(e.id.to_string()),
-                stream: sea_orm::Set(a.stream.clone()),
-                event_type: sea_orm::Set(e.event_type.clone()),
-                version: sea_orm::Set(i32::try_from(e.version).unwrap_or(i32::MAX)),
-                timestamp_ms: sea_orm::Set(e.timestamp.timestamp_millis()),
-                correlation_id: sea_orm::Set(e.correlation_id.clone()),
-                causation_id: sea_orm::Set(e.causation_id.clone()),
-                user_id: sea_orm::Set(e.user_id.clone()),
-                data: sea_orm::Set(e.data.to_string()),
-                metadata: sea_orm::Set(
-                    e.metadata
-                        .as_ref()
-                        .map(|m| serde_json::Value::Object(m.clone()).to_string()),
-                ),
-                entry_id: sea_orm::Set(a.entry_id.clone()),
-                entry_ms: sea_orm::Set(ms),
-                entry_seq: sea_orm::Set(seq),
-                archived_at_ms: sea_orm::Set(now),
+        let rows: Vec<serde_json::Value> = batch.iter().map(|a| row_of(a, now)).collect();
+        // Statements of one shape whatever the batch's size, so each connection
+        // caches one prepared statement (on SQLite they live in this process), in
+        // one transaction. On PostgreSQL the rows go as one JSON parameter: one
+        // round trip. On SQLite a statement costs no round trip, and binding values
+        // measured about twice as fast as unpacking JSON: rows of 64.
+        let backend = self.db.get_database_backend();
+        let on_conflict = "ON CONFLICT (id) DO NOTHING";
+        let statements = match backend {
+            DbBackend::Postgres => {
+                let sql = json_rows::insert(backend, "events", &COLUMNS, on_conflict);
+                vec![json_rows::statement(backend, sql, rows)]
             }
-        });
-        let n = Events::insert_many(rows)
-            .on_conflict(OnConflict::column(Column::Id).do_nothing().to_owned())
-            .exec_without_returning(&self.db)
-            .await?;
+            _ => json_rows::values_statements(backend, "events", &COLUMNS, on_conflict, &rows, 64),
+        };
+        let txn = self.begin_write().await?;
+        let mut n = 0;
+        for statement in statements {
+            n += txn.execute_raw(statement).await?.rows_affected();
+        }
+        txn.commit().await?;
         Ok(n)
     }
 
@@ -157,6 +153,46 @@ impl Store {
             }
         }
     }
+}
+
+/// The columns of `events`, in the order [`row_of`] names them.
+const COLUMNS: [(&str, Col); 14] = [
+    ("id", Col::Text),
+    ("stream", Col::Text),
+    ("event_type", Col::Text),
+    ("version", Col::BigInt),
+    ("timestamp_ms", Col::BigInt),
+    ("correlation_id", Col::Text),
+    ("causation_id", Col::Text),
+    ("user_id", Col::Text),
+    ("data", Col::Text),
+    ("metadata", Col::Text),
+    ("entry_id", Col::Text),
+    ("entry_ms", Col::BigInt),
+    ("entry_seq", Col::BigInt),
+    ("archived_at_ms", Col::BigInt),
+];
+
+/// The row of one archived event, as a JSON object of [`COLUMNS`].
+fn row_of(a: &Archived, now: i64) -> serde_json::Value {
+    let (ms, seq) = entry_parts(&a.entry_id);
+    let e = &a.envelope;
+    serde_json::json!({
+        "id": e.id.to_string(),
+        "stream": a.stream,
+        "event_type": e.event_type,
+        "version": e.version.min(i32::MAX as u32),
+        "timestamp_ms": e.timestamp.timestamp_millis(),
+        "correlation_id": e.correlation_id,
+        "causation_id": e.causation_id,
+        "user_id": e.user_id,
+        "data": e.data.to_string(),
+        "metadata": e.metadata.as_ref().map(|m| serde_json::Value::Object(m.clone()).to_string()),
+        "entry_id": a.entry_id,
+        "entry_ms": ms,
+        "entry_seq": seq,
+        "archived_at_ms": now,
+    })
 }
 
 /// Back from a stored row to an envelope.

@@ -201,12 +201,12 @@ impl Store {
         let txn = self.begin_write().await?;
         let indexed = index_entry::Entity::find()
             .filter(index_entry::Column::ContentHash.eq(content_hash))
-            .count(&txn)
+            .count(&*txn)
             .await?;
         let others = file_text::Entity::find()
             .filter(file_text::Column::ContentHash.eq(content_hash))
             .filter(file_text::Column::FileId.ne(for_file))
-            .count(&txn)
+            .count(&*txn)
             .await?;
         if indexed > 0 || others > 0 {
             txn.commit().await?;
@@ -214,7 +214,7 @@ impl Store {
         }
         let r = embedding_chunk::Entity::delete_many()
             .filter(embedding_chunk::Column::ContentHash.eq(content_hash))
-            .exec(&txn)
+            .exec(&*txn)
             .await?;
         txn.commit().await?;
         Ok(r.rows_affected)

@@ -5,6 +5,7 @@
 //! Invariant: every write that must happen once is idempotent by the event id
 //! (primary keys and `ON CONFLICT DO NOTHING`), so redelivery never doubles it.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use sea_orm::{
@@ -18,6 +19,7 @@ pub mod dead_letters;
 pub mod entities;
 pub mod event_store;
 pub mod files;
+pub mod json_rows;
 pub mod market;
 pub mod market_period;
 mod migrate;
@@ -25,6 +27,7 @@ pub mod migration;
 pub mod notifications;
 pub mod preferences;
 pub mod sagas;
+pub mod shapes;
 
 /// Why the database could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +72,51 @@ pub struct Store {
     pub db: DatabaseConnection,
     /// The SQLite file, when it is one (its migration lock lives beside it).
     sqlite_file: Option<std::path::PathBuf>,
+    /// On SQLite, the turn to write: see [`Store::begin_write`].
+    write_turn: Option<Arc<tokio::sync::Mutex<()>>>,
+}
+
+/// A write transaction ([`Store::begin_write`]): the transaction, and on SQLite
+/// this process's turn to write, held until it commits or is dropped.
+pub struct WriteTxn {
+    txn: DatabaseTransaction,
+    _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl std::ops::Deref for WriteTxn {
+    type Target = DatabaseTransaction;
+
+    fn deref(&self) -> &DatabaseTransaction {
+        &self.txn
+    }
+}
+
+impl WriteTxn {
+    /// Commits, then gives the turn to the next writer.
+    pub async fn commit(self) -> Result<(), sea_orm::DbErr> {
+        self.txn.commit().await
+    }
+}
+
+/// Whether `url` names a PostgreSQL server on this machine and says nothing about
+/// TLS (no `sslmode` in it, no `PGSSLMODE` in the environment). sqlx's default
+/// (`prefer`) negotiates TLS with a local server that offers it, and under load
+/// that made every batch of the projection several times slower (measured with
+/// `scripts/bench-load.sh`: 59 s behind with TLS, within a second without), while
+/// traffic that never leaves the host gains nothing from it. Ask for TLS
+/// explicitly (`sslmode=require`) to keep it.
+pub fn loopback_without_sslmode(url: &str) -> bool {
+    let Ok(u) = reqwest::Url::parse(url) else {
+        return false;
+    };
+    let postgres = matches!(u.scheme(), "postgres" | "postgresql");
+    let says_tls =
+        u.query_pairs().any(|(k, _)| k == "sslmode") || std::env::var_os("PGSSLMODE").is_some();
+    let local = matches!(
+        u.host_str(),
+        Some("127.0.0.1" | "localhost" | "[::1]" | "::1")
+    );
+    postgres && local && !says_tls
 }
 
 impl Store {
@@ -117,15 +165,36 @@ impl Store {
                 o.journal_mode(SqliteJournalMode::Wal)
                     .synchronous(SqliteSynchronous::Normal)
                     .busy_timeout(Duration::from_secs(30))
-                    // A multi-row insert is a new statement for every row count,
-                    // and a prepared 500-row insert is large: a cache of 100 per
-                    // connection held over 100 MiB under load.
+                    // Prepared statements live in this process. Batch writes are
+                    // one small statement each (`json_rows`); when they were
+                    // multi-row inserts, one statement per row count, a cache of
+                    // 100 per connection held over 100 MiB under load.
                     .statement_cache_capacity(16)
             });
+        // sqlx prepares every statement and PostgreSQL switches a prepared
+        // statement to a generic plan after five runs. For `event_id IN ($2, ...)`
+        // that plan scans every row of the projection and filters (measured: 656 ms
+        // per batch at 95,000 markers, growing with the table; the projection kept
+        // about 1,100 events/s). A plan per execution costs well under a millisecond
+        // and uses the index.
+        let plain = loopback_without_sslmode(url);
+        opts.map_sqlx_postgres_opts(move |o| {
+            let o = o.options([("plan_cache_mode", "force_custom_plan")]);
+            if plain {
+                o.ssl_mode(sea_orm::sqlx::postgres::PgSslMode::Disable)
+            } else {
+                o
+            }
+        });
         let db = Database::connect(opts)
             .await
             .map_err(|source| StoreError::Connect { url: shown, source })?;
-        Ok(Store { db, sqlite_file })
+        let write_turn = sqlite.then(|| Arc::new(tokio::sync::Mutex::new(())));
+        Ok(Store {
+            db,
+            sqlite_file,
+            write_turn,
+        })
     }
 
     /// Applies every pending migration; processes started together take turns
@@ -138,13 +207,25 @@ impl Store {
 
     /// Starts a transaction that will write. On SQLite it takes the write lock at
     /// once (`BEGIN IMMEDIATE`): a read-then-write transaction that started as a
-    /// reader could otherwise fail when another writer commits first.
-    pub async fn begin_write(&self) -> Result<DatabaseTransaction, StoreError> {
+    /// reader could otherwise fail when another writer commits first. And it waits
+    /// for this process's turn first, so the writers of one process (archiver,
+    /// projection, workers) queue here in order instead of in SQLite's busy
+    /// handler, which sleeps 1 to 100 ms between tries (at 10,000 events/s those
+    /// sleeps took 1.5 s of every 5, measured with `strace -c`). Other processes
+    /// on the same file still meet the busy handler.
+    pub async fn begin_write(&self) -> Result<WriteTxn, StoreError> {
+        let turn = match &self.write_turn {
+            Some(t) => Some(t.clone().lock_owned().await),
+            None => None,
+        };
         let opts = TransactionOptions {
             sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
             ..TransactionOptions::default()
         };
-        Ok(self.db.begin_with_options(opts).await?)
+        Ok(WriteTxn {
+            txn: self.db.begin_with_options(opts).await?,
+            _turn: turn,
+        })
     }
 
     /// Whether rows can be locked with `SELECT ... FOR UPDATE` (PostgreSQL); SQLite
@@ -156,5 +237,32 @@ impl Store {
     /// Whether the database answers.
     pub async fn ping(&self) -> Result<(), StoreError> {
         self.db.ping().await.map_err(StoreError::Db)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::loopback_without_sslmode;
+
+    #[test]
+    fn only_a_local_postgres_url_without_sslmode_goes_without_tls() {
+        // PGSSLMODE is not set in the test environment; if it were, nothing is plain.
+        let env = std::env::var_os("PGSSLMODE").is_some();
+        assert_eq!(
+            loopback_without_sslmode("postgres://postgres@127.0.0.1:5432/db"),
+            !env
+        );
+        assert_eq!(
+            loopback_without_sslmode("postgresql://u:p@localhost/db"),
+            !env
+        );
+        assert!(!loopback_without_sslmode(
+            "postgres://postgres@127.0.0.1:5432/db?sslmode=require"
+        ));
+        assert!(!loopback_without_sslmode("postgres://u@db.example.com/db"));
+        assert!(!loopback_without_sslmode(
+            "sqlite://data/strategist.db?mode=rwc"
+        ));
+        assert!(!loopback_without_sslmode("not a url"));
     }
 }

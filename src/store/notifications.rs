@@ -93,12 +93,7 @@ impl Store {
         id: &str,
         at: &str,
     ) -> Result<bool, StoreError> {
-        notification::Entity::update_many()
-            .col_expr(notification::Column::DeliveredAt, Expr::value(at))
-            .filter(notification::Column::Id.eq(id))
-            .filter(notification::Column::UserId.eq(user_id))
-            .filter(notification::Column::DeliveredAt.is_null())
-            .exec(&self.db)
+        self.stamp_once(notification::Column::DeliveredAt, user_id, id, at)
             .await?;
         self.owns(user_id, id).await
     }
@@ -111,14 +106,27 @@ impl Store {
         id: &str,
         at: &str,
     ) -> Result<bool, StoreError> {
-        notification::Entity::update_many()
-            .col_expr(notification::Column::ReadAt, Expr::value(at))
-            .filter(notification::Column::Id.eq(id))
-            .filter(notification::Column::UserId.eq(user_id))
-            .filter(notification::Column::ReadAt.is_null())
-            .exec(&self.db)
+        self.stamp_once(notification::Column::ReadAt, user_id, id, at)
             .await?;
         self.mark_notification_delivered(user_id, id, at).await
+    }
+
+    /// Sets `column` of the user's notification `id` to `at` unless it is set.
+    async fn stamp_once(
+        &self,
+        column: notification::Column,
+        user_id: &str,
+        id: &str,
+        at: &str,
+    ) -> Result<(), StoreError> {
+        notification::Entity::update_many()
+            .col_expr(column, Expr::value(at))
+            .filter(notification::Column::Id.eq(id))
+            .filter(notification::Column::UserId.eq(user_id))
+            .filter(column.is_null())
+            .exec(&self.db)
+            .await?;
+        Ok(())
     }
 
     async fn owns(&self, user_id: &str, id: &str) -> Result<bool, StoreError> {

@@ -13,7 +13,7 @@
 
 use std::collections::BTreeSet;
 
-use sea_orm::sea_query::OnConflict;
+use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
     QuerySelect, Set,
@@ -21,11 +21,10 @@ use sea_orm::{
 use serde_json::{Map, Value};
 use strategist_actors::Envelope;
 
-use super::entities::{
-    preference_history, projection_applied, projection_offset, user_preferences,
-};
+use super::entities::{preference_history, projection_offset, user_preferences};
 use super::event_store::entry_parts;
-use super::{Store, StoreError};
+use super::json_rows::{self, Col};
+use super::{Store, StoreError, shapes};
 use crate::events::user::{UserEmbeddingModelChanged, UserPreferencesUpdated};
 
 /// The projection's name (also its consumer group's).
@@ -136,28 +135,6 @@ fn user_of(ev: &Envelope) -> Option<String> {
         .or_else(|| ev.user_id.clone())
 }
 
-/// Records events as applied by this projection; returns how many were new.
-async fn mark_applied<C: ConnectionTrait>(db: &C, ids: Vec<String>) -> Result<u64, StoreError> {
-    if ids.is_empty() {
-        return Ok(0);
-    }
-    let marks = ids.into_iter().map(|id| projection_applied::ActiveModel {
-        projection: Set(PROJECTION.to_owned()),
-        event_id: Set(id),
-    });
-    Ok(projection_applied::Entity::insert_many(marks)
-        .on_conflict(
-            OnConflict::columns([
-                projection_applied::Column::Projection,
-                projection_applied::Column::EventId,
-            ])
-            .do_nothing()
-            .to_owned(),
-        )
-        .exec_without_returning(db)
-        .await?)
-}
-
 fn row_of(user_id: &str, s: &PrefState) -> user_preferences::ActiveModel {
     user_preferences::ActiveModel {
         user_id: Set(user_id.to_owned()),
@@ -170,32 +147,10 @@ fn row_of(user_id: &str, s: &PrefState) -> user_preferences::ActiveModel {
     }
 }
 
-async fn insert_history<C: ConnectionTrait>(
-    db: &C,
-    history: Vec<preference_history::Model>,
-) -> Result<(), StoreError> {
-    if history.is_empty() {
-        return Ok(());
-    }
-    let rows = history
-        .into_iter()
-        .map(preference_history::ActiveModel::from);
-    preference_history::Entity::insert_many(rows)
-        .on_conflict(
-            OnConflict::columns([
-                preference_history::Column::EventId,
-                preference_history::Column::Field,
-            ])
-            .do_nothing()
-            .to_owned(),
-        )
-        .exec_without_returning(db)
-        .await?;
-    Ok(())
-}
-
-/// Records the last event the projection applied.
+/// Records the last event the projection applied: the newest id wins, whichever
+/// batch commits last.
 async fn save_offset<C: ConnectionTrait>(db: &C, last_event_id: String) -> Result<(), StoreError> {
+    use sea_orm::sea_query::ExprTrait;
     let offset = projection_offset::ActiveModel {
         projection: Set(PROJECTION.to_owned()),
         last_event_id: Set(last_event_id),
@@ -208,9 +163,125 @@ async fn save_offset<C: ConnectionTrait>(db: &C, last_event_id: String) -> Resul
                     projection_offset::Column::LastEventId,
                     projection_offset::Column::UpdatedAtMs,
                 ])
+                .action_and_where(
+                    Expr::col((
+                        projection_offset::Entity,
+                        projection_offset::Column::LastEventId,
+                    ))
+                    .lt(Expr::cust("excluded.last_event_id")),
+                )
                 .to_owned(),
         )
         .exec_without_returning(db)
+        .await?;
+    Ok(())
+}
+
+/// Marks `ids` applied by this projection in one statement; returns those that
+/// were not marked before.
+async fn mark_applied<C: ConnectionTrait>(
+    db: &C,
+    ids: Vec<String>,
+) -> Result<BTreeSet<String>, StoreError> {
+    if ids.is_empty() {
+        return Ok(BTreeSet::new());
+    }
+    let backend = db.get_database_backend();
+    let sql = format!(
+        "INSERT INTO projection_applied (projection, event_id) {} \
+         ON CONFLICT (projection, event_id) DO NOTHING RETURNING event_id",
+        json_rows::select(
+            backend,
+            &[("projection", Col::Text), ("event_id", Col::Text)]
+        )
+    );
+    let rows = ids
+        .into_iter()
+        .map(|id| serde_json::json!({"projection": PROJECTION, "event_id": id}))
+        .collect();
+    let mut fresh = BTreeSet::new();
+    for r in db
+        .query_all_raw(json_rows::statement(backend, sql, rows))
+        .await?
+    {
+        fresh.insert(r.try_get::<String>("", "event_id")?);
+    }
+    Ok(fresh)
+}
+
+fn json_row(user_id: &str, s: &PrefState) -> Value {
+    serde_json::json!({
+        "user_id": user_id,
+        "preferences": Value::Object(s.prefs.clone()).to_string(),
+        "versions": Value::Object(s.versions.clone()).to_string(),
+        "embedding_model": s.embedding_model,
+        "embedding_model_version": s.embedding_version,
+        "last_event_id": s.last_event_id,
+        "updated_at_ms": s.updated_at_ms,
+    })
+}
+
+/// Writes users' rows (each user once) in one statement.
+async fn upsert_rows<C: ConnectionTrait>(db: &C, rows: Vec<Value>) -> Result<(), StoreError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let backend = db.get_database_backend();
+    let cols = [
+        ("user_id", Col::Text),
+        ("preferences", Col::Text),
+        ("versions", Col::Text),
+        ("embedding_model", Col::Text),
+        ("embedding_model_version", Col::Text),
+        ("last_event_id", Col::Text),
+        ("updated_at_ms", Col::BigInt),
+    ];
+    let set: Vec<String> = cols[1..]
+        .iter()
+        .map(|(c, _)| format!("{c} = excluded.{c}"))
+        .collect();
+    let sql = json_rows::insert(
+        backend,
+        "user_preferences",
+        &cols,
+        &format!("ON CONFLICT (user_id) DO UPDATE SET {}", set.join(", ")),
+    );
+    db.execute_raw(json_rows::statement(backend, sql, rows))
+        .await?;
+    Ok(())
+}
+
+/// Adds history rows in one statement; a row already there is kept.
+async fn insert_history<C: ConnectionTrait>(
+    db: &C,
+    history: Vec<preference_history::Model>,
+) -> Result<(), StoreError> {
+    if history.is_empty() {
+        return Ok(());
+    }
+    let backend = db.get_database_backend();
+    let cols = [
+        ("event_id", Col::Text),
+        ("field", Col::Text),
+        ("user_id", Col::Text),
+        ("old_value", Col::Text),
+        ("new_value", Col::Text),
+        ("entry_id", Col::Text),
+        ("timestamp_ms", Col::BigInt),
+    ];
+    let sql = json_rows::insert(
+        backend,
+        "preference_history",
+        &cols,
+        "ON CONFLICT (event_id, field) DO NOTHING",
+    );
+    // The model serializes under its column names; a struct of strings and
+    // integers always serializes.
+    let rows = history
+        .iter()
+        .map(|h| serde_json::to_value(h).unwrap_or(Value::Null))
+        .collect();
+    db.execute_raw(json_rows::statement(backend, sql, rows))
         .await?;
     Ok(())
 }
@@ -249,9 +320,11 @@ impl Store {
             // Another process may apply an event of the same user right now.
             find = find.lock_exclusive();
         }
-        let current = find.one(&txn).await?;
-        let marked = mark_applied(&txn, vec![ev.id.to_string()]).await?;
-        if marked == 0 {
+        let current = find.one(&*txn).await?;
+        if mark_applied(&*txn, vec![ev.id.to_string()])
+            .await?
+            .is_empty()
+        {
             txn.commit().await?;
             return Ok(false);
         }
@@ -260,23 +333,23 @@ impl Store {
             .map(PrefState::from_row)
             .unwrap_or_default();
         let history = state.apply(ev, entry_id);
-        save(&txn, &user_id, &state, history, current.is_some()).await?;
-        save_offset(&txn, ev.id.to_string()).await?;
+        save(&*txn, &user_id, &state, history, current.is_some()).await?;
+        save_offset(&*txn, ev.id.to_string()).await?;
         txn.commit().await?;
         Ok(true)
     }
 
-    /// Applies a batch of events live, each once, in one transaction and a fixed
-    /// number of round trips (one commit and about six statements for hundreds of
-    /// events is what lets the projection keep up with a busy stream; per event it
-    /// was four statements, each a round trip to the database thread, and on SQLite
-    /// the write lock was held meanwhile). Returns, per event, whether it was
-    /// applied now (false: applied before, or not about a user).
+    /// Applies a batch of events live, each once, in one transaction of five
+    /// statements whatever its size: lock the users' rows, mark the events (which
+    /// says which are new), write the rows, write the history, commit. Per event it
+    /// was four statements, and with multi-row `VALUES` lists a statement per
+    /// power-of-two chunk; on PostgreSQL each is a round trip the batch waits on.
+    /// Returns, per event, whether it was applied now (false: applied before, or
+    /// not about a user).
     ///
     /// Users are locked in sorted order, so two processes applying batches of the
-    /// same users cannot deadlock on PostgreSQL. If another process marked one of
-    /// these events between the read and the write, the batch fails (nothing is
-    /// applied) and the caller applies the events one at a time.
+    /// same users cannot deadlock on PostgreSQL; an event another process is
+    /// applying right now makes this batch wait for that commit, then skip it.
     pub async fn apply_preferences_batch(
         &self,
         batch: &[(&Envelope, &str)],
@@ -294,35 +367,31 @@ impl Store {
         let txn = self.begin_write().await?;
         // 1. The users' rows, locked, in sorted order.
         let mut find = user_preferences::Entity::find()
-            .filter(user_preferences::Column::UserId.is_in(by_user.keys().cloned()))
+            .filter(
+                user_preferences::Column::UserId
+                    .is_in(shapes::padded(by_user.keys().cloned().collect())),
+            )
             .order_by_asc(user_preferences::Column::UserId);
         if self.locks_rows() {
             find = find.lock_exclusive();
         }
         let rows: std::collections::HashMap<String, user_preferences::Model> = find
-            .all(&txn)
+            .all(&*txn)
             .await?
             .into_iter()
             .map(|m| (m.user_id.clone(), m))
             .collect();
-        // 2. Which events were applied before.
+        // 2. Mark the events applied; the markers that were new say which to apply
+        //    (one applied before, by this process or another, is skipped; a marker
+        //    another transaction holds uncommitted makes this one wait for it).
         let ids: Vec<String> = by_user
             .values()
             .flatten()
             .map(|&i| batch[i].0.id.to_string())
             .collect();
-        let done: BTreeSet<String> = projection_applied::Entity::find()
-            .select_only()
-            .column(projection_applied::Column::EventId)
-            .filter(projection_applied::Column::Projection.eq(PROJECTION))
-            .filter(projection_applied::Column::EventId.is_in(ids))
-            .into_tuple::<String>()
-            .all(&txn)
-            .await?
-            .into_iter()
-            .collect();
+        let fresh = mark_applied(&*txn, ids).await?;
         // 3. Apply in memory.
-        let mut fresh_marks = Vec::new();
+        let mut applied = BTreeSet::new();
         let mut upserts = Vec::new();
         let mut history = Vec::new();
         let mut last = None;
@@ -335,52 +404,37 @@ impl Store {
             for &i in idx {
                 let (ev, entry_id) = batch[i];
                 let id = ev.id.to_string();
-                if done.contains(&id) || fresh_marks.contains(&id) {
+                if !fresh.contains(&id) || !applied.insert(id.clone()) {
                     continue;
                 }
                 history.extend(state.apply(ev, entry_id));
-                fresh_marks.push(id.clone());
                 out[i] = true;
                 changed = true;
                 last = Some(id);
             }
             if changed {
-                upserts.push(row_of(user_id, &state));
+                upserts.push(json_row(user_id, &state));
             }
         }
-        // 4. Write: markers (all new, or someone else got there first), rows,
-        //    history, offset.
-        let expected = fresh_marks.len() as u64;
-        if mark_applied(&txn, fresh_marks).await? != expected {
-            txn.rollback().await?;
-            return Err(StoreError::Conflict(
-                "an event of the batch was applied meanwhile".into(),
-            ));
-        }
-        if !upserts.is_empty() {
-            user_preferences::Entity::insert_many(upserts)
-                .on_conflict(
-                    OnConflict::column(user_preferences::Column::UserId)
-                        .update_columns([
-                            user_preferences::Column::Preferences,
-                            user_preferences::Column::Versions,
-                            user_preferences::Column::EmbeddingModel,
-                            user_preferences::Column::EmbeddingModelVersion,
-                            user_preferences::Column::LastEventId,
-                            user_preferences::Column::UpdatedAtMs,
-                        ])
-                        .to_owned(),
-                )
-                .exec_without_returning(&txn)
-                .await?;
-        }
-        for chunk in history.chunks(1000) {
-            insert_history(&txn, chunk.to_vec()).await?;
-        }
-        if let Some(last) = last {
-            save_offset(&txn, last).await?;
+        // 4. Write the rows and the history: a statement each, whatever the size.
+        upsert_rows(&*txn, upserts).await?;
+        insert_history(&*txn, history).await?;
+        // The offset row is a record for operators, not state the projection
+        // reads. On SQLite (one batch at a time) it goes in the transaction: on
+        // its own it would wait for the write lock a second time per batch, behind
+        // the archiver. On PostgreSQL it goes after the commit: in the transaction,
+        // the one offset row made every parallel batch wait for the others' commits.
+        let in_batch = !self.locks_rows();
+        if in_batch && let Some(last) = &last {
+            save_offset(&*txn, last.clone()).await?;
         }
         txn.commit().await?;
+        if !in_batch
+            && let Some(last) = last
+            && let Err(e) = save_offset(&self.db, last).await
+        {
+            tracing::debug!(error = %e, "projection offset not recorded");
+        }
         Ok(out)
     }
 
@@ -457,7 +511,7 @@ impl Store {
         if self.locks_rows() {
             find = find.lock_exclusive();
         }
-        let current = find.one(&txn).await?;
+        let current = find.one(&*txn).await?;
         if let Some(cur) = current.as_ref().map(PrefState::from_row) {
             // A field written live by an event not archived yet is newer than
             // anything in history: keep it. Anything else comes from history.
@@ -491,9 +545,9 @@ impl Store {
         }
         let n = applied.len();
         if n > 0 || current.is_some() {
-            save(&txn, user_id, &fresh, rows, current.is_some()).await?;
+            save(&*txn, user_id, &fresh, rows, current.is_some()).await?;
         }
-        mark_applied(&txn, applied).await?;
+        mark_applied(&*txn, applied).await?;
         txn.commit().await?;
         Ok(n)
     }

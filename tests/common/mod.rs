@@ -11,6 +11,10 @@ use std::time::{Duration, Instant};
 
 pub use strategist::local_redis::LocalRedis;
 
+/// The local Redis Cluster harness, shared with the engine's tests.
+#[path = "../../actors/tests/common/cluster.rs"]
+pub mod cluster;
+pub mod effects;
 pub mod market_seed;
 pub mod samples;
 pub mod server;
@@ -53,8 +57,22 @@ pub async fn eventually_async(timeout: Duration, what: &str, mut f: impl FnMut()
 
 /// XADDs an event with plain fields, as a service in another language would.
 pub fn xadd_event(c: &mut redis::Connection, stream: &str, event_type: &str, data: &str) -> String {
+    let mut pipe = redis::pipe();
+    let id = pipe_event(&mut pipe, stream, event_type, data);
+    pipe.query::<()>(c).expect("xadd");
+    id
+}
+
+/// Adds the XADD of an event with plain fields to `pipe` (its reply ignored);
+/// returns the event id.
+pub fn pipe_event(
+    pipe: &mut redis::Pipeline,
+    stream: &str,
+    event_type: &str,
+    data: &str,
+) -> String {
     let id = ulid::Ulid::generate().to_string();
-    redis::cmd("XADD")
+    pipe.cmd("XADD")
         .arg(stream)
         .arg("*")
         .arg("id")
@@ -67,8 +85,7 @@ pub fn xadd_event(c: &mut redis::Connection, stream: &str, event_type: &str, dat
         .arg("2026-11-29T12:00:00.123Z")
         .arg("data")
         .arg(data)
-        .query::<String>(c)
-        .expect("xadd");
+        .ignore();
     id
 }
 

@@ -10,7 +10,7 @@ use actix::prelude::*;
 
 use super::Router;
 use crate::dead_letters::letter_fields;
-use crate::envelope::{Envelope, now_millis};
+use crate::envelope::Envelope;
 use crate::hooks::{DeadLetter, DeadLetterReason};
 use crate::metrics::OTHER_TYPE;
 use crate::redis_io::Entry;
@@ -31,7 +31,7 @@ impl Router {
             retry_in_ms = delay.as_millis() as u64, "attempt failed; retrying later"
         );
         RouteStats::add(&self.route.stats.retried, 1);
-        let due = now_millis().timestamp_millis() + delay.as_millis() as i64;
+        let due = due_ms(chrono::Utc::now(), delay);
         self.ops += 1;
         let fut = self.backend.clone().retry_at(source, entry.id, due);
         ctx.spawn(actix::fut::wrap_future(fut).map(|res, act: &mut Self, _| {
@@ -82,6 +82,7 @@ impl Router {
                     metrics.record_dead_letter(event_type);
                     let letter = DeadLetter {
                         stream: act.route.stream.clone(),
+                        partition: act.route.partition,
                         group: act.backend.keys.group.clone(),
                         original_id: entry.id,
                         dlq_id,
@@ -105,5 +106,29 @@ impl Router {
             }
             act.maybe_finish_drain();
         }));
+    }
+}
+
+/// When a retry `delay` after `now` is due, in whole milliseconds rounded up: the
+/// schedule is read against the clock truncated to milliseconds, so a due time
+/// rounded down would let a retry run up to 1 ms before its delay has passed.
+fn due_ms(now: chrono::DateTime<chrono::Utc>, delay: Duration) -> i64 {
+    let micros = now
+        .timestamp_micros()
+        .saturating_add(delay.as_micros() as i64);
+    micros.div_euclid(1000) + i64::from(micros.rem_euclid(1000) != 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_retry_is_never_due_before_its_delay() {
+        let at = |us: i64| chrono::DateTime::from_timestamp_micros(us).unwrap();
+        // 1000.9 ms + 300 ms is due at 1301 ms, not 1300.
+        assert_eq!(due_ms(at(1_000_900), Duration::from_millis(300)), 1301);
+        assert_eq!(due_ms(at(1_000_000), Duration::from_millis(300)), 1300);
+        assert_eq!(due_ms(at(1_000_001), Duration::ZERO), 1001);
     }
 }

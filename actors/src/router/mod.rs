@@ -43,11 +43,11 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use backon::{ExponentialBuilder, Retryable};
 use futures_util::future::AbortHandle;
-use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, RedisError};
+use redis::RedisError;
 use tokio::sync::oneshot;
 
 use crate::catalog::{Catalog, CheckError};
+use crate::conn::{Conn, ConnOptions, RedisClient, is_unblocked};
 use crate::dispose::{Disposition, Outcome, dispose};
 use crate::envelope::Envelope;
 use crate::group::GroupBackend;
@@ -65,7 +65,10 @@ use ordering::OrderingKeys;
 
 /// Everything fixed about one router.
 pub(crate) struct Route {
+    /// The stream (without prefix): the logical one on a partitioned stream.
     pub(crate) stream: String,
+    /// The partition it reads, on a partitioned stream.
+    pub(crate) partition: Option<u32>,
     /// Its line on the health board.
     pub(crate) part: String,
     pub(crate) options: PoolOptions,
@@ -113,11 +116,11 @@ pub(crate) struct Ready {
 
 pub(crate) struct Router {
     route: Arc<Route>,
-    client: redis::Client,
+    client: RedisClient,
     backend: GroupBackend,
     leases: Arc<Leases>,
     /// This router's own connection for blocking reads.
-    reader: Option<MultiplexedConnection>,
+    reader: Option<Conn>,
     /// `CLIENT ID` of `reader`, to unblock it at shutdown.
     reader_id: Option<i64>,
     workers: Vec<Addr<Worker>>,
@@ -158,7 +161,7 @@ pub(crate) struct Router {
 impl Router {
     pub(crate) fn new(
         route: Arc<Route>,
-        client: redis::Client,
+        client: RedisClient,
         backend: GroupBackend,
         leases: Arc<Leases>,
         (workers, factory): (Vec<Addr<Worker>>, WorkerFactory),
@@ -311,21 +314,24 @@ impl Router {
         let timeout = Duration::from_millis(self.opts().block_ms) + Duration::from_secs(10);
         let health = self.health.clone();
         let part = self.route.part.clone();
+        let stream_key = self.backend.keys.sources[0].key.clone();
         let open = move || {
             let client = client.clone();
+            let stream_key = stream_key.clone();
             async move {
-                let cfg = AsyncConnectionConfig::new()
-                    .set_connection_timeout(Some(Duration::from_secs(5)))
-                    .set_response_timeout(Some(timeout));
                 let mut c = client
-                    .get_multiplexed_async_connection_with_config(&cfg)
+                    .dedicated(ConnOptions {
+                        response_timeout: timeout,
+                        ..ConnOptions::default()
+                    })
                     .await?;
-                let id: i64 = redis::cmd("CLIENT").arg("ID").query_async(&mut c).await?;
-                let ops_cfg = redis::aio::ConnectionManagerConfig::new()
-                    .set_connection_timeout(Some(Duration::from_secs(5)))
-                    .set_response_timeout(Some(Duration::from_secs(30)));
-                let ops =
-                    redis::aio::ConnectionManager::new_with_config(client.clone(), ops_cfg).await?;
+                // On a cluster, the id on the node that serves the stream: the one
+                // the blocked read waits on.
+                let id = c
+                    .on_node_of(&stream_key, redis::cmd("CLIENT").arg("ID"))
+                    .await?;
+                let id: i64 = redis::from_redis_value(id)?;
+                let ops = client.shared(ConnOptions::default(), None).await?;
                 Ok::<_, RedisError>((c, id, ops))
             }
         };
@@ -422,6 +428,15 @@ impl Router {
                         ctx.run_later(Duration::from_millis(100), |act, ctx| act.fill(ctx));
                     }),
                 );
+            }
+            Err(e) if is_unblocked(&e) => {
+                // A failover moved the stream's master while the read was blocked:
+                // nothing is wrong, read again on a fresh connection (to the new
+                // master) without reporting the router down.
+                tracing::info!(router = %self.route.part, error = %e, "read unblocked by a failover; reading again");
+                self.reader = None;
+                self.reader_id = None;
+                self.connect(ctx);
             }
             Err(e) if is_connection_error(&e) => {
                 tracing::warn!(router = %self.route.part, error = %e, "read failed; reconnecting");

@@ -7,6 +7,8 @@
 //! `STRATEGIST_REDIS_SERVER` variable to pick the `redis-server` binary.
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
 
+pub mod cluster;
+
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
