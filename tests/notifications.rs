@@ -491,7 +491,18 @@ async fn critical_goes_out_before_low_when_a_backlog_builds() {
         .map(|i| request(&mut c, "frank", &format!("low {i}"), "low"))
         .collect();
     let critical = request(&mut c, "frank", "critical", "critical");
-    let _notifier = two.notifier(&[]);
+    // Only what the router has read is reordered (src/notify/worker.rs). With the
+    // defaults the first read takes 128 entries for one worker, and the rest come in
+    // a second read that may miss the first batch's 5 ms linger, so the critical one
+    // would sometimes go out after 128 low ones. One worker that reads and runs the
+    // whole backlog at once, and a linger long enough for a loaded machine, make the
+    // window hold all 201: the order inside it is what this test checks.
+    let _notifier = two.notifier(&[
+        ("STRATEGIST__POOLS__NOTIFIER__MIN_WORKERS", "1"),
+        ("STRATEGIST__POOLS__NOTIFIER__MAX_WORKERS", "1"),
+        ("STRATEGIST__POOLS__NOTIFIER__CONCURRENCY", "256"),
+        ("STRATEGIST__NOTIFICATIONS__BATCH_LINGER_MS", "200"),
+    ]);
     let got = ids(&notes(&mut ws, 201, Duration::from_secs(60)).await);
     let at = got.iter().position(|i| *i == critical).unwrap();
     assert_eq!(at, 0, "the critical one first: {:?}", &got[..3]);
