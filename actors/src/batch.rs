@@ -5,9 +5,10 @@
 //! Each delivery still goes through the router on its own: it is leased, retried,
 //! dead-lettered and acked by itself (acks batch anyway), so a bad entry fails
 //! alone. Calls of the handler (from every worker of the pool, on any thread) are
-//! gathered by one writer task into batches of at most `max`, waiting at most
-//! `linger` for a batch to fill; each call waits for its own result. Give the pool
-//! `concurrency` of at least `max / workers`, or batches never fill.
+//! gathered by one writer task, on a thread of its own, into batches of at most
+//! `max`, waiting at most `linger` for a batch to fill; each call waits for its own
+//! result. Give the pool `concurrency` of at least `max / workers`, or batches
+//! never fill.
 //!
 //! A database that takes writers side by side (PostgreSQL) keeps up only when the
 //! next batch is written while the last one commits: [`Batching::parallel`] batches
@@ -113,15 +114,8 @@ impl Handler {
                 match w.as_ref() {
                     Some(tx) if !tx.is_closed() => tx.clone(),
                     _ => {
-                        // Started on the first caller's thread; it serves every thread.
                         let (tx, rx) = mpsc::channel(max * (parallel + 3));
-                        tokio::task::spawn_local(write_batches(
-                            rx,
-                            f.clone(),
-                            max,
-                            linger,
-                            parallel,
-                        ));
+                        start_writer(rx, f.clone(), max, linger, parallel);
                         *w = Some(tx.clone());
                         tx
                     }
@@ -136,6 +130,43 @@ impl Handler {
                     .unwrap_or_else(|_| Err(HandlerError::retryable("the batch writer stopped")))
             }
         })
+    }
+}
+
+/// Starts the writer on a thread of its own (an actix arbiter) when there is an
+/// actix system, else on the caller's thread.
+///
+/// A batch is a chain of round trips to the database (begin, statements, commit),
+/// each of which wakes the writer. On a router's thread every such wake-up waited
+/// behind the per-entry work queued there (hundreds of entries finishing each
+/// batch), so the commits, and with them a whole group, went at the pace of that
+/// queue while the CPU had room: `strategist load` on SQLite fell behind with
+/// `serve` at one core of two. On its own thread the writer runs as soon as the
+/// database answers.
+fn start_writer<F, Fut>(
+    rx: mpsc::Receiver<(Delivery, Reply)>,
+    f: Arc<F>,
+    max: usize,
+    linger: Duration,
+    parallel: usize,
+) where
+    F: Fn(Vec<Delivery>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Vec<Result<(), HandlerError>>> + 'static,
+{
+    let own = actix::System::try_current().and_then(|_| actix::Arbiter::try_new().ok());
+    let Some(arbiter) = own else {
+        tokio::task::spawn_local(write_batches(rx, f, max, linger, parallel));
+        return;
+    };
+    let started = arbiter.spawn_fn(move || {
+        tokio::task::spawn_local(async move {
+            write_batches(rx, f, max, linger, parallel).await;
+            // Every caller is gone: the thread has nothing left to do.
+            actix::Arbiter::current().stop();
+        });
+    });
+    if !started {
+        tracing::error!("the batch writer's thread stopped before it started");
     }
 }
 
@@ -159,6 +190,7 @@ async fn write_batches<F, Fut>(
         let Some(first) = rx.recv().await else {
             return;
         };
+        let gathering = std::time::Instant::now();
         let mut batch = vec![first];
         let deadline = tokio::time::Instant::now() + linger;
         while batch.len() < max {
@@ -168,9 +200,19 @@ async fn write_batches<F, Fut>(
             }
         }
         let f = f.clone();
+        let gathered = gathering.elapsed();
         let run = async move {
+            let (n, started) = (batch.len(), std::time::Instant::now());
             run_batch(batch, f.as_ref()).await;
             drop(slot);
+            // How full batches leave and how long they take (gathering, then the
+            // batch function): what to look at when a batched group falls behind.
+            tracing::debug!(
+                size = n,
+                gather_us = gathered.as_micros() as u64,
+                run_us = started.elapsed().as_micros() as u64,
+                "batch done"
+            );
         };
         if parallel == 1 {
             run.await;

@@ -6,8 +6,10 @@
 
 mod common;
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::thread::ThreadId;
 use std::time::Duration;
 
 use common::*;
@@ -150,5 +152,46 @@ async fn parallel_batches_overlap_up_to_their_limit_and_each_entry_runs_once() {
     let most = most.load(Ordering::SeqCst);
     assert!(most > 1, "batches never overlapped");
     assert!(most <= 3, "{most} batches ran at once, limit 3");
+    engine.stop();
+}
+
+/// A batch is a chain of database round trips; each must wake its writer at once,
+/// not behind the entries queued on the thread of the pool's workers.
+#[actix_rt::test]
+async fn a_batch_writer_runs_on_a_thread_of_its_own() {
+    let r = redis();
+    let batch_threads = Arc::new(Mutex::new(HashSet::<ThreadId>::new()));
+    let worker_threads = Arc::new(Mutex::new(HashSet::<ThreadId>::new()));
+    let (bt, wt) = (batch_threads.clone(), worker_threads.clone());
+    let handler = Handler::batch(20, Duration::from_millis(5), move |batch: Vec<Delivery>| {
+        bt.lock().unwrap().insert(std::thread::current().id());
+        async move { batch.iter().map(|_| Ok(())).collect() }
+    });
+    let mut pool = Pool::new("threads", options(2, 20));
+    pool.handle(STREAM, PING, handler);
+    pool.on(move |_ev: Event<TestPong>| {
+        wt.lock().unwrap().insert(std::thread::current().id());
+        async { Ok(()) }
+    });
+    let mut c = conn(&r);
+    for i in 0..50 {
+        xadd_event(&mut c, STREAM, PING, &ping(i));
+        xadd_event(&mut c, STREAM, PONG, &ping(i));
+    }
+    let engine = start(&r, vec![pool]).await;
+    eventually_async(Duration::from_secs(10), "every entry settled", || {
+        let g = group(&mut c, STREAM, "threads");
+        g.pending == 0 && g.entries_read == 100
+    })
+    .await;
+    let batch = batch_threads.lock().unwrap().clone();
+    let workers = worker_threads.lock().unwrap().clone();
+    assert_eq!(batch.len(), 1, "one writer thread: {batch:?}");
+    assert!(!workers.is_empty());
+    assert!(
+        batch.is_disjoint(&workers),
+        "the writer shares a thread with the workers: {batch:?} {workers:?}"
+    );
+    assert!(!batch.contains(&std::thread::current().id()));
     engine.stop();
 }
