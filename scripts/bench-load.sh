@@ -32,7 +32,7 @@ cleanup() {
 }
 trap cleanup EXIT
 [ -n "${KEEP_LOG:-}" ] && trap 'cp "$tmp/serve.log" "$KEEP_LOG" 2>/dev/null; cleanup' EXIT
-export REDIS_URL=redis://127.0.0.1:$rport STRATEGIST_AUTH_SECRET=bench-secret RUST_LOG=${RUST_LOG:-warn}
+export REDIS_URL=redis://127.0.0.1:$rport STRATEGIST_AUTH_SECRET=bench-secret RUST_LOG=${RUST_LOG:-warn,strategist::serve=info}
 case "$db" in
   sqlite) export DATABASE_URL="sqlite://$tmp/load.db?mode=rwc" ;;
   postgres)
