@@ -104,9 +104,11 @@ impl Handler {
         Fut: Future<Output = Vec<Result<(), HandlerError>>> + 'static,
     {
         let f = Arc::new(f);
-        let max = b.max.max(1);
-        let parallel = b.parallel.max(1);
-        let linger = b.linger;
+        let b = Batching {
+            max: b.max.max(1),
+            parallel: b.parallel.max(1),
+            ..b
+        };
         let writer: Inbox = Arc::default();
         Handler::raw(move |d: Delivery| {
             let tx = {
@@ -114,8 +116,8 @@ impl Handler {
                 match w.as_ref() {
                     Some(tx) if !tx.is_closed() => tx.clone(),
                     _ => {
-                        let (tx, rx) = mpsc::channel(max * (parallel + 3));
-                        start_writer(rx, f.clone(), max, linger, parallel);
+                        let (tx, rx) = mpsc::channel(b.max * (b.parallel + 3));
+                        start_writer(rx, f.clone(), b);
                         *w = Some(tx.clone());
                         tx
                     }
@@ -143,24 +145,19 @@ impl Handler {
 /// queue while the CPU had room: `strategist load` on SQLite fell behind with
 /// `serve` at one core of two. On its own thread the writer runs as soon as the
 /// database answers.
-fn start_writer<F, Fut>(
-    rx: mpsc::Receiver<(Delivery, Reply)>,
-    f: Arc<F>,
-    max: usize,
-    linger: Duration,
-    parallel: usize,
-) where
+fn start_writer<F, Fut>(rx: mpsc::Receiver<(Delivery, Reply)>, f: Arc<F>, b: Batching)
+where
     F: Fn(Vec<Delivery>) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Vec<Result<(), HandlerError>>> + 'static,
 {
     let own = actix::System::try_current().and_then(|_| actix::Arbiter::try_new().ok());
     let Some(arbiter) = own else {
-        tokio::task::spawn_local(write_batches(rx, f, max, linger, parallel));
+        tokio::task::spawn_local(write_batches(rx, f, b));
         return;
     };
     let started = arbiter.spawn_fn(move || {
         tokio::task::spawn_local(async move {
-            write_batches(rx, f, max, linger, parallel).await;
+            write_batches(rx, f, b).await;
             // Every caller is gone: the thread has nothing left to do.
             actix::Arbiter::current().stop();
         });
@@ -173,9 +170,11 @@ fn start_writer<F, Fut>(
 async fn write_batches<F, Fut>(
     mut rx: mpsc::Receiver<(Delivery, Reply)>,
     f: Arc<F>,
-    max: usize,
-    linger: Duration,
-    parallel: usize,
+    Batching {
+        max,
+        linger,
+        parallel,
+    }: Batching,
 ) where
     F: Fn(Vec<Delivery>) -> Fut + 'static,
     Fut: Future<Output = Vec<Result<(), HandlerError>>> + 'static,

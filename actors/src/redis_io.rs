@@ -202,6 +202,33 @@ pub(crate) fn parse_entry(v: Value, deliveries: u32) -> Option<Entry> {
     })
 }
 
+/// The id of the last entry of `stream` (a full key), or `0-0` when it is empty or
+/// missing: everything after it is new. What a reader that starts "from now" reads
+/// after, fixed once so that nothing published between two reads is skipped.
+///
+/// ```no_run
+/// # async fn f(conn: &mut redis::aio::MultiplexedConnection) -> redis::RedisResult<()> {
+/// let from = strategist_actors::redis_io::last_entry_id(conn, "system.events").await?;
+/// # let _ = from; Ok(()) }
+/// ```
+pub async fn last_entry_id<C: ConnectionLike + Send>(
+    conn: &mut C,
+    stream: &str,
+) -> redis::RedisResult<String> {
+    let last: Value = redis::cmd("XREVRANGE")
+        .arg(stream)
+        .arg("+")
+        .arg("-")
+        .arg("COUNT")
+        .arg(1)
+        .query_async(conn)
+        .await?;
+    Ok(parse_entries(last)
+        .pop()
+        .map(|e| e.id)
+        .unwrap_or_else(|| "0-0".into()))
+}
+
 /// Parses the reply of `XRANGE`/`XREVRANGE`: `[[id, fields], ...]`.
 pub fn parse_entries(v: Value) -> Vec<Entry> {
     match v {

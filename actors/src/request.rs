@@ -131,20 +131,7 @@ impl Replies {
         let mut conn = client.dedicated(ConnOptions::default()).await?;
         let mut positions = Vec::with_capacity(streams.len());
         for s in streams.iter().flat_map(|s| keys.partitions(s)) {
-            // The last entry's id, or 0-0 for an empty or missing stream: everything
-            // after it is new.
-            let last: Value = redis::cmd("XREVRANGE")
-                .arg(keys.stream(&s))
-                .arg("+")
-                .arg("-")
-                .arg("COUNT")
-                .arg(1)
-                .query_async(&mut conn)
-                .await?;
-            let id = crate::redis_io::parse_entries(last)
-                .pop()
-                .map(|e| e.id)
-                .unwrap_or_else(|| "0-0".into());
+            let id = crate::redis_io::last_entry_id(&mut conn, &keys.stream(&s)).await?;
             positions.push((s, id));
         }
         let inner = Arc::new(Inner {

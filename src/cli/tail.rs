@@ -33,18 +33,7 @@ pub async fn run(
     for (_, key) in &parts {
         last.push(if from == "$" {
             // Resolve `$` once, so entries between two reads are never skipped.
-            let info: redis::Value = redis::cmd("XREVRANGE")
-                .arg(key)
-                .arg("+")
-                .arg("-")
-                .arg("COUNT")
-                .arg(1)
-                .query_async(&mut conn)
-                .await?;
-            strategist_actors::redis_io::parse_entries(info)
-                .first()
-                .map(|e| e.id.clone())
-                .unwrap_or_else(|| "0-0".into())
+            strategist_actors::redis_io::last_entry_id(&mut conn, key).await?
         } else {
             from.to_owned()
         });

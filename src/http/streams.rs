@@ -43,7 +43,7 @@ pub(super) struct StreamInfo {
 }
 
 /// One consumer group of a stream.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub(super) struct GroupInfo {
     /// The group (the worker pool's name).
     name: String,
@@ -71,6 +71,20 @@ fn no_such_key(e: &redis::RedisError) -> bool {
     e.to_string().contains("no such key")
 }
 
+impl StreamInfo {
+    /// A stream nobody has written to yet.
+    fn empty(name: &str) -> StreamInfo {
+        StreamInfo {
+            name: name.to_owned(),
+            length: 0,
+            first_id: None,
+            last_id: None,
+            groups: Vec::new(),
+            partitions: Vec::new(),
+        }
+    }
+}
+
 /// The time part of an entry id, for comparing ids of different partitions.
 fn id_ms(id: &Option<String>) -> Option<u64> {
     id.as_deref()?.split('-').next()?.parse().ok()
@@ -81,14 +95,7 @@ async fn stream_info(state: &AppState, name: &str) -> Result<StreamInfo, ApiErro
     if keys.partition_count(name) == 1 {
         return stream_info_one(state, name).await;
     }
-    let mut all = StreamInfo {
-        name: name.to_owned(),
-        length: 0,
-        first_id: None,
-        last_id: None,
-        groups: Vec::new(),
-        partitions: Vec::new(),
-    };
+    let mut all = StreamInfo::empty(name);
     for p in keys.partitions(name) {
         let one = stream_info_one(state, &p).await?;
         all.length += one.length;
@@ -111,14 +118,7 @@ async fn stream_info(state: &AppState, name: &str) -> Result<StreamInfo, ApiErro
                         a.last_delivered_id.clone_from(&g.last_delivered_id);
                     }
                 }
-                None => all.groups.push(GroupInfo {
-                    name: g.name.clone(),
-                    consumers: g.consumers,
-                    pending: g.pending,
-                    lag: g.lag,
-                    entries_read: g.entries_read,
-                    last_delivered_id: g.last_delivered_id.clone(),
-                }),
+                None => all.groups.push(g.clone()),
             }
         }
         all.partitions.push(one);
@@ -131,14 +131,7 @@ async fn stream_info(state: &AppState, name: &str) -> Result<StreamInfo, ApiErro
 async fn stream_info_one(state: &AppState, name: &str) -> Result<StreamInfo, ApiError> {
     let key = state.publisher.keys().stream(name);
     let mut conn = state.redis.clone();
-    let mut info = StreamInfo {
-        name: name.to_owned(),
-        length: 0,
-        first_id: None,
-        last_id: None,
-        groups: Vec::new(),
-        partitions: Vec::new(),
-    };
+    let mut info = StreamInfo::empty(name);
     let stream: Value = match redis::cmd("XINFO")
         .arg("STREAM")
         .arg(&key)
